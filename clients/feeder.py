@@ -1,0 +1,573 @@
+"""Replay an election night onto the seatcast event stream.
+
+``python -m clients.feeder`` (or ``seatcast-feeder``) reads a night - a bundled one such as
+``uk-2024`` or a JSONL file of events - plans it (see :mod:`clients.night`) and writes each event
+to the Redis stream as one entry with one field, ``event``, holding compact JSON. The night's
+own clock sets the pace, sped up ``--speed`` times, with no single wait over ``--max-gap``.
+
+Exit codes: 0 done, 1 Redis unreachable or failing, 2 bad usage or a stream that already has
+entries (without ``--append`` or ``--reset``), 130 interrupted (Ctrl-C), 143 terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol, TextIO
+from urllib.parse import quote
+
+import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from clients.night import BUNDLED_NIGHTS, NightError, Planned, limit_plan, load_night, plan_night
+from service.embedded import SOCKET_NAME
+
+__all__ = ["build_parser", "default_redis_url", "main"]
+
+PROG = "seatcast-feeder"
+DEFAULT_STREAM = "election:events"
+DEFAULT_DATA_DIR = "./.seatcast"
+PLAIN_PROGRESS_EVERY = 50
+XADD_ATTEMPTS = 5
+XADD_BACKOFF = 0.1  # seconds, doubled after each failed attempt
+PING_INTERVAL = 0.2
+SOCKET_TIMEOUT = 5.0
+
+EXIT_OK = 0
+EXIT_REDIS = 1
+EXIT_USAGE = 2
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def default_redis_url() -> str:
+    """The embedded Redis's socket: ``unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock``."""
+    data_dir = Path(_env("SEATCAST_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+    return "unix://" + quote(os.path.abspath(data_dir / SOCKET_NAME))
+
+
+def _non_negative(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Replay an election night onto the seatcast Redis stream, one event per entry "
+            "(field 'event', JSON), paced by the night's own clock."
+        ),
+        epilog=(
+            "Exit codes: 0 done, 1 Redis error, 2 usage error or stream not empty, "
+            "130 interrupted."
+        ),
+    )
+    night = parser.add_argument_group("the night")
+    night.add_argument(
+        "--night",
+        metavar="NAME|PATH",
+        default="uk-2024",
+        help=(
+            f"a bundled night ({', '.join(BUNDLED_NIGHTS)}) or a JSONL file of events "
+            "(default: %(default)s)"
+        ),
+    )
+    night.add_argument(
+        "--speed",
+        metavar="N",
+        type=_non_negative(float),
+        default=240.0,
+        help="play at N times the night's real pace; 0 = as fast as possible (default: 240)",
+    )
+    night.add_argument(
+        "--max-gap",
+        metavar="SECONDS",
+        type=_non_negative(float),
+        default=3.0,
+        help="longest single wait between events, after scaling; 0 = no cap (default: 3)",
+    )
+    night.add_argument(
+        "--flashes",
+        action="store_true",
+        help="send a flash (the winner, before the figures) 5 minutes before each declaration",
+    )
+    night.add_argument(
+        "--recounts",
+        action="store_true",
+        help=(
+            "announce a recount 45 minutes before the declarations of very close seats "
+            "(and the seats recounted in 2024)"
+        ),
+    )
+    night.add_argument(
+        "--corrections",
+        metavar="N",
+        type=_non_negative(int),
+        default=0,
+        help="correct N randomly chosen declared seats 30 minutes later (default: 0)",
+    )
+    night.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed for choosing and making corrections (default: %(default)s)",
+    )
+    night.add_argument(
+        "--limit",
+        metavar="N",
+        type=_non_negative(int),
+        default=None,
+        help="stop after the first N declared seats (later seats' events are not sent)",
+    )
+
+    target = parser.add_argument_group("where to write")
+    target.add_argument(
+        "--redis-url",
+        metavar="URL",
+        default=_env("REDIS_URL"),
+        help=(
+            "Redis to write to (env REDIS_URL; default: the embedded Redis that the service "
+            "starts, unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock)"
+        ),
+    )
+    target.add_argument(
+        "--stream",
+        metavar="KEY",
+        default=_env("SEATCAST_STREAM") or DEFAULT_STREAM,
+        help="the event stream key (env SEATCAST_STREAM; default: %(default)s)",
+    )
+    target.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=_non_negative(float),
+        default=30.0,
+        help="how long to wait for Redis to answer before giving up (default: 30)",
+    )
+    existing = target.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--append",
+        action="store_true",
+        help="add to a stream that already has entries",
+    )
+    existing.add_argument(
+        "--reset",
+        action="store_true",
+        help="delete the stream first, then replay (clients see a new epoch)",
+    )
+    target.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="write the planned events as JSONL to stdout instead of Redis (no Redis needed)",
+    )
+    target.add_argument(
+        "--linger",
+        action="store_true",
+        help="after the replay, keep running until Ctrl-C (for the Procfile)",
+    )
+    return parser
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class Stopper:
+    """Turns SIGINT and SIGTERM into a flag that the replay checks between events.
+
+    A write in progress completes, so the count of events written is exact. Waits are
+    ``select`` on a wakeup socket, so a signal ends them at once. A second Ctrl-C interrupts
+    whatever is running.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self._previous: list[tuple[int, Any]] = []
+        self._previous_fd = -1
+
+    @property
+    def stopped(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``; False at once if a stop was asked for (before or during)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopped:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            readable, _, _ = select.select([self._read], [], [], remaining)
+            if readable:
+                try:
+                    while self._read.recv(64):
+                        pass
+                except BlockingIOError:
+                    pass
+        return False
+
+    @contextmanager
+    def installed(self) -> Iterator[Stopper]:
+        self._previous_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous.append((signum, signal.signal(signum, self._handle)))
+        try:
+            yield self
+        finally:
+            for signum, handler in self._previous:
+                signal.signal(signum, handler)
+            signal.set_wakeup_fd(self._previous_fd)
+            self._read.close()
+            self._write.close()
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Reporter(Protocol):
+    def update(self, declared: int, events: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PlainReporter:
+    """A line every :data:`PLAIN_PROGRESS_EVERY` seats, for logs and pipes."""
+
+    def __init__(self, total: int, out: TextIO) -> None:
+        self._total = total
+        self._out = out
+        self._start = time.monotonic()
+        self._last = 0
+
+    def update(self, declared: int, events: int) -> None:
+        if declared != self._last and declared % PLAIN_PROGRESS_EVERY == 0:
+            self._line(declared, events)
+        self._last = declared
+
+    def _line(self, declared: int, events: int) -> None:
+        elapsed = time.monotonic() - self._start
+        print(
+            f"{PROG}: {declared}/{self._total} seats declared, {events} events, {elapsed:.1f}s",
+            file=self._out,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        pass
+
+    def finish(self, declared: int, events: int) -> None:
+        if declared % PLAIN_PROGRESS_EVERY != 0 or declared == 0:
+            self._line(declared, events)
+
+
+class RichReporter:
+    """A progress bar on the terminal: seats declared of total, elapsed, ETA."""
+
+    def __init__(self, total: int, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]seats declared"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[events]} events"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(file=out),
+        )
+        self._task = self._progress.add_task("replay", total=total, events=0)
+        self._progress.start()
+
+    def update(self, declared: int, events: int) -> None:
+        self._progress.update(self._task, completed=declared, events=events)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+# --------------------------------------------------------------------------- replay
+
+
+class FeederError(Exception):
+    """A failure to report in one line and exit with :attr:`code`."""
+
+    def __init__(self, message: str, code: int = EXIT_REDIS) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Result:
+    written: int = 0
+    first_id: str | None = None
+    last_id: str | None = None
+    declared: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _connect(url: str) -> redis.Redis:
+    try:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except ValueError as exc:
+        raise FeederError(f"bad --redis-url {url!r}: {exc}", EXIT_USAGE) from exc
+
+
+def _wait_for_redis(
+    client: redis.Redis, url: str, embedded: bool, wait: float, stopper: Stopper
+) -> None:
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            error: Exception = exc
+        except redis.RedisError as exc:  # e.g. a refused password: waiting will not help
+            raise FeederError(f"Redis at {url} refused us: {exc}") from exc
+        if time.monotonic() >= deadline:
+            break
+        if not told:
+            _say(f"waiting up to {wait:g}s for Redis at {url} ...")
+            told = True
+        if not stopper.sleep(min(PING_INTERVAL, max(0.0, deadline - time.monotonic()))):
+            raise _Interrupted
+    if embedded:
+        raise FeederError(
+            f"no Redis answering at {url} after {wait:g}s ({error}). The feeder does not start "
+            "a Redis itself: start the service first (python -m service, which runs its "
+            "embedded Redis there), or set REDIS_URL / --redis-url to your Redis."
+        )
+    raise FeederError(f"no Redis answering at {url} after {wait:g}s: {error}")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _xadd(client: redis.Redis, stream: str, payload: bytes, stopper: Stopper) -> str:
+    delay = XADD_BACKOFF
+    for attempt in range(1, XADD_ATTEMPTS + 1):
+        try:
+            entry_id = client.xadd(stream, {"event": payload})
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # A retried write may land twice; the per-seat revision makes the copy stale.
+            if attempt == XADD_ATTEMPTS:
+                raise FeederError(
+                    f"XADD to {stream} failed {XADD_ATTEMPTS} times, giving up: {exc}"
+                ) from exc
+            _say(f"XADD failed ({exc}); retrying in {delay:g}s")
+            if not stopper.sleep(delay):
+                raise _Interrupted from exc
+            delay *= 2
+        except redis.RedisError as exc:
+            raise FeederError(f"XADD to {stream} failed: {exc}") from exc
+        else:
+            return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    raise AssertionError("unreachable")
+
+
+def _prepare_stream(client: redis.Redis, stream: str, append: bool, reset: bool) -> None:
+    try:
+        if reset:
+            client.delete(stream)
+            return
+        length = int(client.xlen(stream))
+    except redis.ResponseError as exc:
+        raise FeederError(f"cannot use {stream!r} as the event stream: {exc}") from exc
+    except redis.RedisError as exc:
+        raise FeederError(f"Redis error on {stream!r}: {exc}") from exc
+    if length and not append:
+        raise FeederError(
+            f"stream {stream!r} already has {length} entries; pass --append to add to it or "
+            "--reset to delete it and start again (or use another --stream)",
+            EXIT_USAGE,
+        )
+
+
+def _replay(
+    client: redis.Redis,
+    stream: str,
+    plan: Sequence[Planned],
+    *,
+    speed: float,
+    max_gap: float,
+    stopper: Stopper,
+    reporter: Reporter,
+    result: Result,
+) -> None:
+    seen: set[str] = set()
+    start = time.monotonic()
+    due = 0.0
+    previous = plan[0].at if plan else None
+    for item in plan:
+        if previous is not None and speed > 0:
+            wait = max(0.0, (item.at - previous).total_seconds()) / speed
+            due += min(wait, max_gap) if max_gap > 0 else wait
+        previous = item.at
+        if not stopper.sleep(start + due - time.monotonic()):
+            return
+        entry_id = _xadd(client, stream, orjson.dumps(item.event), stopper)
+        result.written += 1
+        result.first_id = result.first_id or entry_id
+        result.last_id = entry_id
+        seat = item.event.get("constituency")
+        if item.event.get("type") == "declaration" and isinstance(seat, str) and seat not in seen:
+            seen.add(seat)
+            result.declared = len(seen)
+        reporter.update(result.declared, result.written)
+
+
+def _summary(result: Result, stream: str) -> str:
+    ids = (
+        f" (first {result.first_id}, last {result.last_id})" if result.first_id is not None else ""
+    )
+    return (
+        f"wrote {result.written} events to {stream}{ids}, "
+        f"{result.declared} seats declared, in {result.elapsed:.1f}s"
+    )
+
+
+def _print_plan(plan: Sequence[Planned]) -> int:
+    out = sys.stdout.buffer
+    try:
+        for item in plan:
+            out.write(orjson.dumps(item.event) + b"\n")
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (| head): not an error. Stop Python flushing stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        events = load_night(args.night)
+        plan = plan_night(
+            events,
+            flashes=args.flashes,
+            recounts=args.recounts,
+            corrections=args.corrections,
+            seed=args.seed,
+        )
+    except NightError as exc:
+        parser.exit(EXIT_USAGE, f"{PROG}: error: {exc}\n")
+    if args.limit is not None:
+        plan = limit_plan(plan, args.limit)
+    if args.print_only:
+        return _print_plan(plan)
+
+    embedded = args.redis_url is None
+    url: str = default_redis_url() if embedded else args.redis_url
+    total = len({item.event.get("constituency") for item in plan if item.event.get("type") == "declaration"})
+    stopper = Stopper()
+    result = Result()
+    with stopper.installed():
+        try:
+            client = _connect(url)
+            try:
+                _wait_for_redis(client, url, embedded, args.wait, stopper)
+                _prepare_stream(client, args.stream, args.append, args.reset)
+                reporter: PlainReporter | RichReporter = (
+                    RichReporter(total, sys.stderr)
+                    if sys.stderr.isatty()
+                    else PlainReporter(total, sys.stderr)
+                )
+                result.started = time.monotonic()
+                try:
+                    _replay(
+                        client,
+                        args.stream,
+                        plan,
+                        speed=args.speed,
+                        max_gap=args.max_gap,
+                        stopper=stopper,
+                        reporter=reporter,
+                        result=result,
+                    )
+                finally:
+                    reporter.close()
+                if isinstance(reporter, PlainReporter) and not stopper.stopped:
+                    reporter.finish(result.declared, result.written)
+            finally:
+                client.close()
+        except FeederError as exc:
+            _say(f"error: {exc}")
+            if result.written:
+                _say(_summary(result, args.stream))
+            return exc.code
+        except (_Interrupted, KeyboardInterrupt):
+            pass
+        if stopper.stopped or result.written < len(plan):
+            _say(f"stopped: {_summary(result, args.stream)}")
+            return stopper.exit_code
+        _say(_summary(result, args.stream))
+        if args.linger:
+            _say("replay finished; lingering until Ctrl-C")
+            while stopper.sleep(3600):
+                pass
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

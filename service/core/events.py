@@ -1,0 +1,271 @@
+"""Decoding and validating stream events.
+
+Every rule that can be checked from the event and the election definition alone lives here;
+rules that depend on a seat's current state (a status for a declared seat, stale revisions)
+live in the tally. Each rejection is an InvalidEvent whose message is one line naming the
+stream entry and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeGuard
+
+import orjson
+
+from service.core.election import Election
+
+STATUSES = ("counting", "recount", "awaiting")
+
+
+class InvalidEvent(ValueError):
+    """An event that must be rejected; ``str(exc)`` is the one-line reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str
+    party: str
+    votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    constituency: str
+    candidates: tuple[Candidate, ...]
+    """Sorted by votes, highest first; ties keep the feed's order."""
+    winner: Candidate
+    declared_at: str | None = None
+    electorate: int | None = None
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    constituency: str
+    winner_name: str
+    winner_party: str
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    constituency: str
+    status: str
+    note: str | None = None
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    constituency: str
+    reason: str | None = None
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitPoll:
+    seats: tuple[tuple[str, int], ...]
+    published_at: str | None = None
+    embargo_until: str | None = None
+
+
+Event = Declaration | Flash | StatusChange | Retraction | ExitPoll
+SeatEvent = Declaration | Flash | StatusChange | Retraction
+
+
+def decode_event(raw: bytes | str, election: Election, entry: str = "?") -> Event:
+    """Decode the ``event`` field of stream entry ``entry``.
+
+    Returns a validated event; raises InvalidEvent with a reason such as
+    ``entry 1720148400000-0: candidate 3 has negative votes``.
+    """
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"entry {entry}: event is not valid JSON ({exc})") from None
+    return validate_event(document, election, entry)
+
+
+def validate_event(document: Any, election: Election, entry: str = "?") -> Event:
+    """Validate an already decoded event; see decode_event."""
+    check = _Checker(election, entry)
+    if not isinstance(document, dict):
+        raise check.fail(f"event must be a JSON object, not {_kind(document)}")
+    kind = document.get("type")
+    decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
+    if decoder is None:
+        known = ", ".join(sorted(_DECODERS))
+        raise check.fail(f"unknown event type {kind!r} (expected one of {known})")
+    return decoder(check, document)
+
+
+class _Checker:
+    __slots__ = ("election", "entry")
+
+    def __init__(self, election: Election, entry: str) -> None:
+        self.election = election
+        self.entry = entry
+
+    def fail(self, message: str) -> InvalidEvent:
+        return InvalidEvent(f"entry {self.entry}: {message}")
+
+    def text(self, document: dict[str, Any], field: str, where: str = "") -> str:
+        value = document.get(field)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{where}'{field}' must be a non-empty string")
+        return value
+
+    def optional_text(self, document: dict[str, Any], field: str) -> str | None:
+        value = document.get(field)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(f"'{field}' must be a string")
+        return value
+
+    def optional_int(self, document: dict[str, Any], field: str, where: str = "") -> int | None:
+        value = document.get(field)
+        if value is not None and (not _is_int(value) or value < 0):
+            raise self.fail(f"{where}'{field}' must be a non-negative integer")
+        return value
+
+    def timestamp(self, document: dict[str, Any], field: str) -> str | None:
+        value = self.optional_text(document, field)
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise self.fail(f"'{field}' is not an ISO 8601 time: {value!r}") from None
+        return value
+
+    def constituency(self, document: dict[str, Any]) -> str:
+        seat = self.text(document, "constituency")
+        if seat not in self.election.constituencies:
+            raise self.fail(f"unknown constituency {seat!r}")
+        return seat
+
+    def party(self, document: dict[str, Any], where: str) -> str:
+        party = self.text(document, "party", where)
+        if party not in self.election.parties:
+            raise self.fail(f"{where}unknown party {party!r}")
+        return party
+
+
+def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
+    seat = check.constituency(document)
+    raw = document.get("candidates")
+    if not isinstance(raw, list) or not raw:
+        raise check.fail("'candidates' must be a non-empty list of {name, party, votes}")
+    candidates: list[Candidate] = []
+    seen: set[tuple[str, str]] = set()
+    for number, entry in enumerate(raw, start=1):
+        where = f"candidate {number}: "
+        if not isinstance(entry, dict):
+            raise check.fail(f"candidate {number} must be an object with name, party and votes")
+        name = check.text(entry, "name", where)
+        party = check.party(entry, where)
+        votes = entry.get("votes")
+        if not _is_int(votes):
+            raise check.fail(f"candidate {number} has non-integer votes {votes!r}")
+        if votes < 0:
+            raise check.fail(f"candidate {number} has negative votes")
+        if (name, party) in seen:
+            raise check.fail(f"candidate {number} ({name}, {party}) is listed twice")
+        seen.add((name, party))
+        candidates.append(Candidate(name, party, votes))
+    ranked = tuple(sorted(candidates, key=lambda c: -c.votes))
+    top = [c for c in ranked if c.votes == ranked[0].votes]
+    named = document.get("winner")
+    if named is None:
+        if len(top) > 1:
+            names = " and ".join(f"{c.name} ({c.party})" for c in top)
+            raise check.fail(f"tie on {ranked[0].votes} votes between {names}: name the 'winner'")
+        winner = ranked[0]
+    else:
+        if not isinstance(named, dict):
+            raise check.fail("'winner' must be an object {name, party}")
+        key = (check.text(named, "name", "winner: "), check.party(named, "winner: "))
+        matches = [c for c in top if (c.name, c.party) == key]
+        if not matches:
+            raise check.fail(f"winner {key[0]} ({key[1]}) is not among the top-polling candidates")
+        winner = matches[0]
+        # The elected candidate leads the table even when the lot broke a tie.
+        ranked = (winner, *(c for c in ranked if c is not winner))
+    return Declaration(
+        constituency=seat,
+        candidates=ranked,
+        winner=winner,
+        declared_at=check.timestamp(document, "declared_at"),
+        electorate=check.optional_int(document, "electorate"),
+        revision=check.optional_int(document, "revision"),
+    )
+
+
+def _flash(check: _Checker, document: dict[str, Any]) -> Flash:
+    seat = check.constituency(document)
+    winner = document.get("winner")
+    if not isinstance(winner, dict):
+        raise check.fail("'winner' must be an object {name, party}")
+    return Flash(
+        constituency=seat,
+        winner_name=check.text(winner, "name", "winner: "),
+        winner_party=check.party(winner, "winner: "),
+        revision=check.optional_int(document, "revision"),
+    )
+
+
+def _status(check: _Checker, document: dict[str, Any]) -> StatusChange:
+    seat = check.constituency(document)
+    status = document.get("status")
+    if status not in STATUSES:
+        raise check.fail(f"'status' must be one of {', '.join(STATUSES)}, not {status!r}")
+    return StatusChange(
+        constituency=seat,
+        status=status,
+        note=check.optional_text(document, "note"),
+        revision=check.optional_int(document, "revision"),
+    )
+
+
+def _retraction(check: _Checker, document: dict[str, Any]) -> Retraction:
+    return Retraction(
+        constituency=check.constituency(document),
+        reason=check.optional_text(document, "reason"),
+        revision=check.optional_int(document, "revision"),
+    )
+
+
+def _exit_poll(check: _Checker, document: dict[str, Any]) -> ExitPoll:
+    seats = document.get("seats")
+    if not isinstance(seats, dict) or not seats:
+        raise check.fail("'seats' must be a non-empty object of party code -> projected seats")
+    projection: list[tuple[str, int]] = []
+    for party, count in seats.items():
+        if party not in check.election.parties:
+            raise check.fail(f"seats: unknown party {party!r}")
+        if not _is_int(count) or count < 0:
+            raise check.fail(f"seats: {party} must be a non-negative integer, not {count!r}")
+        projection.append((party, count))
+    return ExitPoll(
+        seats=tuple(projection),
+        published_at=check.timestamp(document, "published_at"),
+        embargo_until=check.timestamp(document, "embargo_until"),
+    )
+
+
+_DECODERS: dict[str, Callable[[_Checker, dict[str, Any]], Event]] = {
+    "declaration": _declaration,
+    "flash": _flash,
+    "status": _status,
+    "retraction": _retraction,
+    "exit_poll": _exit_poll,
+}
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: object) -> str:
+    return {list: "a list", str: "a string", type(None): "null"}.get(type(value), "a number")

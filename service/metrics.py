@@ -1,0 +1,49 @@
+"""Prometheus metrics, one registry per app so that several apps can share a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("seatcast_connections", "Open websocket connections", registry=r)
+        self.subscriptions = Gauge(
+            "seatcast_subscriptions", "Subscriptions by channel kind", ["kind"], registry=r
+        )
+        self.events_applied = Counter(
+            "seatcast_events_applied", "Stream entries applied to the tally", registry=r
+        )
+        self.events_rejected = Counter(
+            "seatcast_events_rejected", "Stream entries rejected as invalid", registry=r
+        )
+        self.events_stale = Counter(
+            "seatcast_events_stale", "Stream entries ignored as stale revisions", registry=r
+        )
+        self.messages_sent = Counter(
+            "seatcast_messages_sent", "Messages queued to subscribers", registry=r
+        )
+        self.fanout_latency = Histogram(
+            "seatcast_fanout_latency_seconds",
+            "From the stream entry's time to its messages being handed to every subscriber",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.stream_lag = Gauge(
+            "seatcast_stream_lag_seconds",
+            "Time between the newest entry on the stream and the last one applied",
+            registry=r,
+        )
+        self.slow_closes = Counter(
+            "seatcast_slow_client_closes", "Clients closed with 1013 for falling behind", registry=r
+        )
+        self.redis_connected = Gauge(
+            "seatcast_redis_connected", "1 while the stream reader is connected", registry=r
+        )
+        self.ready = Gauge(
+            "seatcast_ready", "1 once the stream as at start-up is applied", registry=r
+        )

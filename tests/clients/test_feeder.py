@@ -1,0 +1,245 @@
+"""The replay feeder (clients/feeder.py), run as a real process against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 30.0
+# Nothing listens on port 1: a Redis URL that can never answer.
+DEAD_URL = "redis://127.0.0.1:1/0"
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def feeder_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "SEATCAST_STREAM", "SEATCAST_DATA_DIR")
+    }
+    env.update(extra)
+    return env
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "clients.feeder", *args]
+
+
+async def run_feeder(*args: str, env: dict[str, str] | None = None) -> Run:
+    proc = await asyncio.create_subprocess_exec(
+        *command(*args),
+        cwd=ROOT,
+        env=env if env is not None else feeder_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+async def replay(redis_url: str, stream: str, *args: str) -> Run:
+    return await run_feeder("--redis-url", redis_url, "--stream", stream, "--speed", "0", *args)
+
+
+async def entries(redis: aioredis.Redis, stream: str) -> list[tuple[str, dict[str, Any]]]:
+    result: list[tuple[str, dict[str, Any]]] = []
+    for entry_id, fields in await redis.xrange(stream) or []:
+        assert isinstance(entry_id, bytes) and fields is not None
+        assert set(fields) == {b"event"}
+        result.append((entry_id.decode(), json.loads(fields[b"event"])))
+    return result
+
+
+def written(stderr: str) -> int:
+    match = re.search(r"wrote (\d+) events", stderr)
+    assert match, stderr
+    return int(match.group(1))
+
+
+async def test_replays_the_first_seats(
+    redis: aioredis.Redis, redis_url: str, stream_key: str
+) -> None:
+    run = await replay(redis_url, stream_key, "--limit", "20")
+    assert run.code == 0, run.stderr
+    got = await entries(redis, stream_key)
+    events = [event for _, event in got]
+    assert events[0]["type"] == "exit_poll"
+    assert "LAB" in events[0]["seats"]
+    declarations = [e for e in events if e["type"] == "declaration"]
+    assert len(declarations) == 20 == len(events) - 1
+    assert len({e["constituency"] for e in declarations}) == 20
+    assert all(e["revision"] == 1 for e in declarations)
+    assert all(isinstance(e["candidates"], list) and e["candidates"] for e in declarations)
+    # The summary names what was written.
+    assert written(run.stderr) == len(got)
+    assert got[0][0] in run.stderr and got[-1][0] in run.stderr
+    assert "20/20 seats declared" in run.stderr
+    assert run.stdout == ""
+
+
+async def test_extras_reach_the_stream(
+    redis: aioredis.Redis, redis_url: str, stream_key: str
+) -> None:
+    run = await replay(
+        redis_url, stream_key, "--limit", "30", "--flashes", "--corrections", "4", "--seed", "7"
+    )
+    assert run.code == 0, run.stderr
+    events = [event for _, event in await entries(redis, stream_key)]
+    kinds = [e["type"] for e in events]
+    assert kinds.count("flash") == 30
+    assert kinds.count("declaration") == 34
+    revisions: dict[str, list[int]] = {}
+    for event in events[1:]:
+        revisions.setdefault(event["constituency"], []).append(event["revision"])
+    assert all(r == list(range(1, len(r) + 1)) for r in revisions.values())
+
+
+async def test_refuses_a_stream_with_entries(
+    redis: aioredis.Redis, redis_url: str, stream_key: str
+) -> None:
+    assert (await replay(redis_url, stream_key, "--limit", "5")).code == 0
+    before = await entries(redis, stream_key)
+    run = await replay(redis_url, stream_key, "--limit", "5")
+    assert run.code == 2
+    assert "already has 6 entries" in run.stderr
+    assert "--append" in run.stderr and "--reset" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert await entries(redis, stream_key) == before
+
+
+async def test_reset_replaces(redis: aioredis.Redis, redis_url: str, stream_key: str) -> None:
+    assert (await replay(redis_url, stream_key, "--limit", "5")).code == 0
+    old_ids = {entry_id for entry_id, _ in await entries(redis, stream_key)}
+    run = await replay(redis_url, stream_key, "--limit", "3", "--reset")
+    assert run.code == 0, run.stderr
+    got = await entries(redis, stream_key)
+    assert [e["type"] for _, e in got] == ["exit_poll"] + ["declaration"] * 3
+    assert not old_ids & {entry_id for entry_id, _ in got}
+
+
+async def test_append_adds(redis: aioredis.Redis, redis_url: str, stream_key: str) -> None:
+    assert (await replay(redis_url, stream_key, "--limit", "5")).code == 0
+    before = await entries(redis, stream_key)
+    run = await replay(redis_url, stream_key, "--limit", "3", "--append")
+    assert run.code == 0, run.stderr
+    after = await entries(redis, stream_key)
+    assert after[: len(before)] == before
+    assert len(after) == len(before) + 4
+    assert after[len(before)][1]["type"] == "exit_poll"
+
+
+async def test_append_and_reset_exclude_each_other(redis_url: str, stream_key: str) -> None:
+    run = await replay(redis_url, stream_key, "--append", "--reset")
+    assert run.code == 2
+    assert "not allowed with" in run.stderr
+
+
+async def test_print_needs_no_redis() -> None:
+    run = await run_feeder(
+        "--print", "--limit", "5", "--flashes", env=feeder_env(REDIS_URL=DEAD_URL)
+    )
+    assert run.code == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["exit_poll"] + ["flash", "declaration"] * 5
+    assert all(": " not in line for line in run.stdout.splitlines())  # compact JSON
+
+
+async def test_a_bad_night_is_reported(tmp_path: Path) -> None:
+    night = tmp_path / "bad.jsonl"
+    night.write_text('{"type": "exit_poll", "seats": {}}\n{"type": \n', encoding="utf-8")
+    run = await run_feeder("--night", str(night), "--print")
+    assert run.code == 2
+    assert f"{night}:2: not valid JSON" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+async def test_unreachable_redis_gives_up(tmp_path: Path) -> None:
+    run = await run_feeder("--redis-url", DEAD_URL, "--wait", "0.5", "--limit", "1")
+    assert run.code == 1
+    assert "no Redis answering" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+async def test_without_redis_url_it_waits_for_the_embedded_socket(tmp_path: Path) -> None:
+    data_dir = tmp_path / "sc"
+    started = time.monotonic()
+    run = await run_feeder(
+        "--wait", "1", "--limit", "1", env=feeder_env(SEATCAST_DATA_DIR=str(data_dir))
+    )
+    assert run.code == 1
+    assert time.monotonic() - started >= 1
+    assert f"unix://{data_dir}/redis.sock" in run.stderr
+    assert "start the service" in run.stderr and "REDIS_URL" in run.stderr
+    assert not data_dir.exists()  # the feeder never starts a Redis of its own
+
+
+async def test_a_stream_key_of_another_type(
+    redis: aioredis.Redis, redis_url: str, stream_key: str
+) -> None:
+    await redis.set(stream_key, "not a stream")
+    run = await replay(redis_url, stream_key, "--limit", "1", "--append")
+    assert run.code == 1
+    assert "WRONGTYPE" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+async def test_ctrl_c_stops_cleanly(redis: aioredis.Redis, redis_url: str, stream_key: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *command("--redis-url", redis_url, "--stream", stream_key, "--speed", "1", "--limit", "20"),
+        cwd=ROOT,
+        env=feeder_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while await redis.xlen(stream_key) < 2:  # mid-replay: the poll and a first seat
+            assert proc.returncode is None, "the feeder ended early"
+            assert time.monotonic() < deadline, "the feeder wrote nothing"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    stderr = err.decode()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "stopped" in stderr
+    length = await redis.xlen(stream_key)
+    assert 2 <= length < 21
+    assert written(stderr) == length
+
+
+@pytest.mark.parametrize("args", [["--speed", "-1"], ["--limit", "x"], ["--corrections", "-2"]])
+async def test_bad_options(args: list[str]) -> None:
+    run = await run_feeder("--print", *args)
+    assert run.code == 2
+    assert "usage:" in run.stderr

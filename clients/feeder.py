@@ -24,17 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from clients.night import BUNDLED_NIGHTS, NightError, Planned, limit_plan, load_night, plan_night
+from clients.night import (
+    BUNDLED_NIGHTS,
+    NightError,
+    Planned,
+    declared_seats,
+    first_seats,
+    load_night,
+    plan_night,
+)
 from service.embedded import SOCKET_NAME
 
-__all__ = ["build_parser", "default_redis_url", "main"]
+__all__ = ["build_parser", "default_redis_url", "main", "redact"]
 
 PROG = "seatcast-feeder"
 DEFAULT_STREAM = "election:events"
@@ -83,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(field 'event', JSON), paced by the night's own clock."
         ),
         epilog=(
-            "Exit codes: 0 done, 1 Redis error, 2 usage error or stream not empty, "
-            "130 interrupted."
+            "Exit codes: 0 done, 1 Redis error, 2 usage error or stream not empty, 130 interrupted."
         ),
     )
     night = parser.add_argument_group("the night")
@@ -240,13 +247,13 @@ class Stopper:
     @contextmanager
     def installed(self) -> Iterator[Stopper]:
         self._previous_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous.append((signum, signal.signal(signum, self._handle)))
+        for wanted in (signal.SIGINT, signal.SIGTERM):
+            self._previous.append((wanted, signal.signal(wanted, self._handle)))
         try:
             yield self
         finally:
-            for signum, handler in self._previous:
-                signal.signal(signum, handler)
+            for restored, handler in self._previous:
+                signal.signal(restored, handler)
             signal.set_wakeup_fd(self._previous_fd)
             self._read.close()
             self._write.close()
@@ -357,6 +364,16 @@ def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
 def _connect(url: str) -> redis.Redis:
     try:
         return redis.Redis.from_url(
@@ -366,21 +383,24 @@ def _connect(url: str) -> redis.Redis:
             retry=Retry(NoBackoff(), 0),
         )
     except ValueError as exc:
-        raise FeederError(f"bad --redis-url {url!r}: {exc}", EXIT_USAGE) from exc
+        raise FeederError(f"bad --redis-url {redact(url)!r}: {exc}", EXIT_USAGE) from exc
 
 
 def _wait_for_redis(
     client: redis.Redis, url: str, embedded: bool, wait: float, stopper: Stopper
 ) -> None:
+    url = redact(url)
     deadline = time.monotonic() + wait
     told = False
     while True:
         try:
             client.ping()
             return
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+            raise FeederError(f"Redis at {url} refused us: {exc}") from exc  # waiting won't help
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             error: Exception = exc
-        except redis.RedisError as exc:  # e.g. a refused password: waiting will not help
+        except redis.RedisError as exc:
             raise FeederError(f"Redis at {url} refused us: {exc}") from exc
         if time.monotonic() >= deadline:
             break
@@ -391,9 +411,10 @@ def _wait_for_redis(
             raise _Interrupted
     if embedded:
         raise FeederError(
-            f"no Redis answering at {url} after {wait:g}s ({error}). The feeder does not start "
-            "a Redis itself: start the service first (python -m service, which runs its "
-            "embedded Redis there), or set REDIS_URL / --redis-url to your Redis."
+            f"no Redis answering at {url} after {wait:g}s: {error}\n"
+            "The feeder does not start a Redis itself: start the service first "
+            "(python -m service, which runs its embedded Redis there), "
+            "or set REDIS_URL (or --redis-url) to your Redis."
         )
     raise FeederError(f"no Redis answering at {url} after {wait:g}s: {error}")
 
@@ -407,6 +428,8 @@ def _xadd(client: redis.Redis, stream: str, payload: bytes, stopper: Stopper) ->
     for attempt in range(1, XADD_ATTEMPTS + 1):
         try:
             entry_id = client.xadd(stream, {"event": payload})
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+            raise FeederError(f"XADD to {stream} failed: {exc}") from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # A retried write may land twice; the per-seat revision makes the copy stale.
             if attempt == XADD_ATTEMPTS:
@@ -479,9 +502,11 @@ def _summary(result: Result, stream: str) -> str:
     ids = (
         f" (first {result.first_id}, last {result.last_id})" if result.first_id is not None else ""
     )
+    events = "event" if result.written == 1 else "events"
+    seats = "seat" if result.declared == 1 else "seats"
     return (
-        f"wrote {result.written} events to {stream}{ids}, "
-        f"{result.declared} seats declared, in {result.elapsed:.1f}s"
+        f"wrote {result.written} {events} to {stream}{ids}, "
+        f"{result.declared} {seats} declared, in {result.elapsed:.1f}s"
     )
 
 
@@ -499,10 +524,21 @@ def _print_plan(plan: Sequence[Planned]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the feeder; returns the exit code (see the module docstring)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the signal handlers are in place, or a second Ctrl-C
+        _say("interrupted")
+        return 128 + signal.SIGINT
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         events = load_night(args.night)
+        if args.limit is not None:
+            events = first_seats(events, args.limit)
         plan = plan_night(
             events,
             flashes=args.flashes,
@@ -512,14 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except NightError as exc:
         parser.exit(EXIT_USAGE, f"{PROG}: error: {exc}\n")
-    if args.limit is not None:
-        plan = limit_plan(plan, args.limit)
     if args.print_only:
         return _print_plan(plan)
 
     embedded = args.redis_url is None
     url: str = default_redis_url() if embedded else args.redis_url
-    total = len({item.event.get("constituency") for item in plan if item.event.get("type") == "declaration"})
+    total = len(declared_seats(plan))
     stopper = Stopper()
     result = Result()
     with stopper.installed():

@@ -30,6 +30,7 @@ __all__ = [
     "NightError",
     "Planned",
     "declared_seats",
+    "first_seats",
     "limit_plan",
     "load_night",
     "notable_recount_seats",
@@ -178,9 +179,7 @@ def plan_night(
     poll_at = next(
         (times[i] for i, event in enumerate(events) if event.get("type") == "exit_poll"), None
     )
-    notable = (
-        frozenset(recount_seats) if recount_seats is not None else notable_recount_seats()
-    )
+    notable = frozenset(recount_seats) if recount_seats is not None else notable_recount_seats()
 
     # Sort key: (time, exit polls first at the same instant, input position, order in the seat).
     items: list[tuple[datetime, int, int, int, dict[str, Any]]] = []
@@ -271,6 +270,15 @@ def limit_plan(plan: Sequence[Planned], seats: int) -> list[Planned]:
         elif k < cut:
             kept.append(item)
     return kept
+
+
+def first_seats(events: Sequence[Mapping[str, Any]], seats: int) -> list[dict[str, Any]]:
+    """The night cut down to its first ``seats`` declared seats, in night order.
+
+    Cutting the night before planning it (rather than cutting the plan) means that
+    ``corrections`` are drawn from the seats that will be played.
+    """
+    return [dict(item.event) for item in limit_plan(plan_night(events), seats)]
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -76,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.host,
         settings.port,
     )
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these
+    # handlers in place that re-raise returns here, so the embedded Redis is stopped too.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda number, frame: None)
     try:
         uvicorn.Server(uvicorn_config(settings, create_app(settings, election))).run()
     finally:

@@ -110,7 +110,7 @@ class _Checker:
         self.entry = entry
 
     def fail(self, message: str) -> InvalidEvent:
-        return InvalidEvent(f"entry {self.entry}: {message}")
+        return InvalidEvent(_one_line(f"entry {self.entry}: {message}"))
 
     def text(self, document: dict[str, Any], field: str, where: str = "") -> str:
         value = document.get(field)
@@ -268,4 +268,15 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def _kind(value: object) -> str:
-    return {list: "a list", str: "a string", type(None): "null"}.get(type(value), "a number")
+    kinds = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
+def _one_line(reason: str) -> str:
+    """The reason with line breaks and other control characters escaped.
+
+    Names in a reason come from the feed as they are; a reason must stay one line.
+    """
+    if reason.isprintable():
+        return reason
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in reason)

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from clients.feeder import redact
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
 # Nothing listens on port 1: a Redis URL that can never answer.
@@ -76,7 +78,7 @@ async def entries(redis: aioredis.Redis, stream: str) -> list[tuple[str, dict[st
 
 
 def written(stderr: str) -> int:
-    match = re.search(r"wrote (\d+) events", stderr)
+    match = re.search(r"wrote (\d+) events?", stderr)
     assert match, stderr
     return int(match.group(1))
 
@@ -178,11 +180,26 @@ async def test_a_bad_night_is_reported(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
-async def test_unreachable_redis_gives_up(tmp_path: Path) -> None:
-    run = await run_feeder("--redis-url", DEAD_URL, "--wait", "0.5", "--limit", "1")
+async def test_unreachable_redis_gives_up() -> None:
+    url = "redis://:hunter2@127.0.0.1:1/0"
+    run = await run_feeder("--redis-url", url, "--wait", "0.5", "--limit", "1")
     assert run.code == 1
-    assert "no Redis answering" in run.stderr
+    assert "no Redis answering at redis://:***@127.0.0.1:1/0" in run.stderr
+    assert "hunter2" not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+        ("rediss://user:pw@host/1", "rediss://user:***@host/1"),
+        ("redis://host:6379", "redis://host:6379"),
+        ("unix:///tmp/sc/redis.sock", "unix:///tmp/sc/redis.sock"),
+    ],
+)
+def test_passwords_are_never_shown(url: str, shown: str) -> None:
+    assert redact(url) == shown
 
 
 async def test_without_redis_url_it_waits_for_the_embedded_socket(tmp_path: Path) -> None:

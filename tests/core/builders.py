@@ -96,7 +96,12 @@ def declaration(seat: str, *candidates: tuple[str, str, int], **fields: Any) -> 
 
 
 def flash(seat: str, name: str, party: str, **fields: Any) -> dict[str, Any]:
-    return {"type": "flash", "constituency": seat, "winner": {"name": name, "party": party}, **fields}
+    return {
+        "type": "flash",
+        "constituency": seat,
+        "winner": {"name": name, "party": party},
+        **fields,
+    }
 
 
 def status(seat: str, value: str, **fields: Any) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""``python -m service`` as a real process: embedded Redis, SIGTERM, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import TIMEOUT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def service_process(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--log-level", "warning"],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(TIMEOUT)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+async def wait_ready(port: int) -> None:
+    async with asyncio.timeout(TIMEOUT), httpx.AsyncClient() as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def subscribed(port: int) -> AsyncIterator[websockets.ClientConnection]:
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=TIMEOUT) as ws:
+        await ws.recv()
+        await ws.send('{"op": "subscribe", "channels": ["national"]}')
+        await ws.recv()
+        yield ws
+
+
+async def closed_code(ws: websockets.ClientConnection) -> int | None:
+    async with asyncio.timeout(TIMEOUT):
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv()
+    assert ws.close_code is not None
+    return ws.close_code
+
+
+@pytest.mark.slow
+async def test_with_no_redis_url_it_runs_its_own_redis_and_stops_it_on_sigterm() -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp"))
+    env = {"SEATCAST_DATA_DIR": str(data_dir), "SEATCAST_STREAM": "election:events"}
+    with service_process({**env, "REDIS_URL": ""}) as (process, port):
+        await wait_ready(port)
+        assert (data_dir / "redis.sock").exists()
+        assert "appendonly yes" in (data_dir / "redis.conf").read_text()  # noqa: ASYNC240
+        async with subscribed(port) as ws:
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert await closed_code(ws) in (1001, 1012)
+            await asyncio.to_thread(process.wait, 5)
+            assert time.monotonic() - started < 5
+        assert process.returncode == 0
+        assert not (data_dir / "redis.sock").exists()
+
+
+@pytest.mark.slow
+async def test_sigterm_closes_every_client_with_1012_and_exits_within_five_seconds(
+    redis_url: str, stream_key: str
+) -> None:
+    with service_process({"REDIS_URL": redis_url, "SEATCAST_STREAM": stream_key}) as (
+        process,
+        port,
+    ):
+        await wait_ready(port)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(subscribed(port)) for _ in range(20)]
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            codes = await asyncio.gather(*(closed_code(ws) for ws in clients))
+            assert set(codes) <= {1001, 1012}
+            await asyncio.to_thread(process.wait, 5)
+            assert time.monotonic() - started < 5
+
+
+async def test_a_bad_election_file_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"id": "x", "name": "X", "parties": {}}')
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service", "--election", str(broken), "--redis-url", "redis://x"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 2
+    assert str(broken) in result.stderr
+    assert "parties" in result.stderr

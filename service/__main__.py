@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import uvicorn
 
 from service.app import create_app
+from service.connection import DirectProtocol
 from service.core.election import ElectionError, load_election
 from service.embedded import EmbeddedRedis, EmbeddedRedisError
 from service.settings import Settings, load_settings
@@ -35,7 +36,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=DirectProtocol,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,

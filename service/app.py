@@ -20,18 +20,23 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
+from service.connection import serve_websocket
 from service.core.election import Election, load_election
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally, constituency_channel
 from service.feed import Feed, FeedListener, Rejection
-from service.hub import Hub, Subscriber, error_frame
+from service.hub import Hub
 from service.metrics import Metrics
 from service.settings import Settings
 
 log = logging.getLogger("seatcast")
 STATIC = Path(__file__).parent / "static"
+FLUSH_EVERY = 32
+"""Within a large batch of stream entries (catching up, a burst), hand clients what they
+have every this many events, so that queues hold a slice of the burst and not all of it."""
+ASYNCAPI = Path(__file__).parent / "asyncapi.yaml"
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Runtime:
     client: aioredis.Redis = field(init=False)
     ready: bool = False
     connected: bool = False
+    _published: list[Seq] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -60,6 +66,7 @@ class Runtime:
             reset=self._reset,
             epoch_adopted=lambda epoch: self.hub.adopt_epoch(epoch),
             ready=self._ready,
+            batch_done=self._batch_done,
             connected=self._connected,
             lag=self.metrics.stream_lag.set,
         )
@@ -87,8 +94,18 @@ class Runtime:
         self.metrics.events_applied.inc()
         if applied.changes:
             self.hub.publish(applied.changes)
-            if self.ready:
-                self.metrics.fanout_latency.observe(max(0.0, time.time() - seq.ms / 1000))
+            self._published.append(seq)
+            if len(self._published) >= FLUSH_EVERY:
+                self._batch_done()
+
+    def _batch_done(self) -> None:
+        """After each batch of stream entries: one write per client with new messages."""
+        self.hub.flush()
+        if self.ready:
+            now = time.time()
+            for seq in self._published:
+                self.metrics.fanout_latency.observe(max(0.0, now - seq.ms / 1000))
+        self._published.clear()
 
     def _rejected(self, rejection: Rejection) -> None:
         self.metrics.events_rejected.inc()
@@ -124,6 +141,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
     app = Starlette(
         routes=[
             Route("/", index),
+            Route("/api/election", election_info),
             Route("/api/national", national),
             Route("/api/declarations", declarations),
             Route("/api/constituencies", constituencies),
@@ -135,6 +153,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/asyncapi.yaml", asyncapi),
             WebSocketRoute("/ws", websocket),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
@@ -169,6 +188,23 @@ async def index(request: Request) -> Response:
     if not page.exists():
         return json_response({"error": "not_found", "message": "the live page is not built"}, 404)
     return FileResponse(page)
+
+
+async def election_info(request: Request) -> Response:
+    """What a display needs of the definition beyond the states: party names and colours."""
+    tally = _runtime(request).hub.tally
+    election = tally.election
+    parties: dict[str, dict[str, str]] = {}
+    for code, party in election.parties.items():
+        parties[code] = {"name": party.name}
+        if party.colour is not None:
+            parties[code]["colour"] = party.colour
+    data = {"id": election.id, "name": election.name, "majority": election.majority}
+    return json_response({"seq": str(tally.seq), "data": {**data, "parties": parties}})
+
+
+async def asyncapi(request: Request) -> Response:
+    return FileResponse(ASYNCAPI, media_type="application/yaml")
 
 
 async def national(request: Request) -> Response:
@@ -240,40 +276,4 @@ async def metrics(request: Request) -> Response:
 
 async def websocket(ws: WebSocket) -> None:
     runtime = _runtime(ws)
-    hub = runtime.hub
-    await ws.accept()
-    wake = asyncio.Event()
-    subscriber = Subscriber(limit=runtime.settings.queue_bytes, wake=wake.set)
-    hub.connect(subscriber)
-    writer = asyncio.create_task(_write(ws, hub, subscriber, wake))
-    try:
-        while subscriber.close_code is None:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is None:
-                subscriber.push(
-                    error_frame("binary_not_supported", "send JSON requests as text frames")
-                )
-            else:
-                hub.handle(subscriber, text)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        hub.disconnect(subscriber)
-        if subscriber.close_code is None:
-            writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
-
-
-async def _write(ws: WebSocket, hub: Hub, subscriber: Subscriber, wake: asyncio.Event) -> None:
-    while True:
-        await wake.wait()
-        wake.clear()
-        if subscriber.close_code is not None:
-            await ws.close(subscriber.close_code, subscriber.close_reason)
-            return
-        for frame in hub.drain(subscriber):
-            await ws.send_text(frame.decode())
+    await serve_websocket(ws, runtime.hub, runtime.settings.queue_bytes)

@@ -46,6 +46,8 @@ class FeedListener:
     """The stream was begun again: a fresh tally and the new epoch."""
     epoch_adopted: Callable[[Seq], None]
     ready: Callable[[], None]
+    batch_done: Callable[[], None]
+    """After each batch of entries read: the time to send what they changed."""
     connected: Callable[[bool], None]
     lag: Callable[[float], None]
 
@@ -118,6 +120,7 @@ class Feed:
             entries = response[0][1] if response else []
             if entries:
                 self._apply_batch(entries)
+                self.listener.batch_done()
             if newest:
                 lag = (Seq.parse(newest[0][0]).ms - self.last_id.ms) / 1000
                 self.listener.lag(max(0.0, lag))

@@ -1,8 +1,9 @@
 """Channels and subscribers: snapshots, deltas, resume, bounded queues.
 
-Every message is encoded once and the same bytes go to every subscriber of the channel.
-Nothing here awaits: a subscriber's queue is drained by its connection's writer, so a slow
-client costs only its own queue, never the others' time.
+Every message is encoded once — JSON, and for direct connections the websocket frame too —
+and the same bytes go to every subscriber of the channel. Nothing here awaits: messages are
+queued per subscriber and handed to its sink in one write per batch of stream entries, so a
+slow client costs only its own queue, never the others' time.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+from websockets.frames import Frame, Opcode
 
 from service.core.seq import ZERO, Seq
 from service.core.tally import DECLARATIONS, Change, Tally
@@ -26,52 +28,81 @@ CLOSE_RESTART = 1012
 CLOSE_TRY_LATER = 1013
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    return orjson.dumps(message)
+class Outgoing:
+    """One encoded message: the JSON text, and its unmasked websocket frame made on demand.
+
+    Server frames are not masked, so one frame's bytes serve every uncompressed connection.
+    """
+
+    __slots__ = ("_wire", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = Frame(Opcode.TEXT, self.payload).serialize(mask=False)
+        return self._wire
+
+    def __len__(self) -> int:
+        return len(self.payload)
 
 
-def error_frame(code: str, message: str) -> bytes:
+def encode(message: dict[str, Any]) -> Outgoing:
+    return Outgoing(orjson.dumps(message))
+
+
+def error_message(code: str, message: str) -> Outgoing:
     return encode({"type": "error", "code": code, "message": message})
+
+
+class Sink(Protocol):
+    """Where a subscriber's messages go: a connection, seen from the hub."""
+
+    def buffered(self) -> int:
+        """Bytes accepted but not yet sent (below the hub's own queue)."""
+        ...
+
+    def flush(self, subscriber: Subscriber) -> None:
+        """Send what is queued if the connection can take it now; never blocks."""
+        ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Start closing the connection with this code."""
+        ...
 
 
 @dataclass(slots=True, eq=False)
 class Subscriber:
-    """One connection's subscriptions and outgoing queue.
+    """One connection's subscriptions and outgoing queue."""
 
-    The connection's writer waits on ``ready``, then takes ``drain()``; when the hub closes
-    a subscriber it sets ``close_code`` and the writer closes the socket with it.
-    """
-
+    sink: Sink
     limit: int
-    """Queue bound in bytes: past it the slow-client policy applies."""
-    wake: Callable[[], None]
-    """Called (without awaiting) when there is something for the writer to do."""
+    """Queue bound in bytes (with what the sink holds): past it the slow-client policy."""
     channels: set[str] = field(default_factory=set)
-    queue: deque[bytes] = field(default_factory=deque)
+    queue: deque[Outgoing] = field(default_factory=deque)
     queued_bytes: int = 0
     resync: set[str] = field(default_factory=set)
     """State channels whose deltas were dropped: a fresh snapshot goes out once drained."""
     close_code: int | None = None
-    close_reason: str = ""
     allowed: Callable[[str], bool] | None = None
     """Channels this subscriber's credential permits; None: every channel."""
     tokens: float = 0.0
     refilled: float = 0.0
 
-    def push(self, frame: bytes) -> None:
-        if self.close_code is not None:
-            return
-        self.queue.append(frame)
-        self.queued_bytes += len(frame)
-        self.wake()
+    def push(self, message: Outgoing) -> None:
+        if self.close_code is None:
+            self.queue.append(message)
+            self.queued_bytes += len(message)
 
     def close(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code = code
-            self.close_reason = reason
             self.queue.clear()
             self.queued_bytes = 0
-            self.wake()
+            self.sink.close(code, reason)
 
 
 class Hub:
@@ -95,9 +126,10 @@ class Hub:
         self.rate_limit = rate_limit
         self.subscribers: set[Subscriber] = set()
         self._by_channel: dict[str, set[Subscriber]] = {}
-        self._history: dict[str, deque[tuple[Seq, bytes]]] = {}
-        """Per channel, the latest changes as (prev, frame), oldest first."""
-        self._snapshots: dict[str, tuple[Seq, bytes]] = {}
+        self._history: dict[str, deque[tuple[Seq, Outgoing]]] = {}
+        """Per channel, the latest changes as (prev, message), oldest first."""
+        self._snapshots: dict[str, tuple[Seq, Outgoing]] = {}
+        self._dirty: set[Subscriber] = set()
         self._on_send = on_send or (lambda count: None)
         self._on_slow_close = on_slow_close or (lambda: None)
 
@@ -107,10 +139,11 @@ class Hub:
         subscriber.tokens = 2 * self.rate_limit
         subscriber.refilled = time.monotonic()
         self.subscribers.add(subscriber)
-        subscriber.push(self._hello())
+        self._send(subscriber, self._hello())
 
     def disconnect(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self._dirty.discard(subscriber)
         for channel in subscriber.channels:
             members = self._by_channel.get(channel)
             if members is not None:
@@ -130,7 +163,11 @@ class Hub:
     # --- changes in ------------------------------------------------------------------------
 
     def publish(self, changes: Iterable[Change]) -> None:
-        """Send each change to its channel's subscribers, encoded once."""
+        """Queue each change for its channel's subscribers, encoded once.
+
+        Nothing is written until ``flush``: the reader calls it after each batch of stream
+        entries, so a client gets one write per batch however many messages it holds.
+        """
         for change in changes:
             message: dict[str, Any]
             if change.event is not None:
@@ -149,33 +186,45 @@ class Hub:
                     "prev": str(change.prev),
                     "patch": change.patch,
                 }
-            frame = encode(message)
+            outgoing = encode(message)
             history = self._history.get(change.channel)
             if history is None:
                 history = self._history[change.channel] = deque(maxlen=self.history_size)
-            history.append((change.prev, frame))
+            history.append((change.prev, outgoing))
             members = self._by_channel.get(change.channel)
             if members:
-                self._deliver(change.channel, frame, members)
+                self._deliver(change.channel, outgoing, members)
 
-    def _deliver(self, channel: str, frame: bytes, members: set[Subscriber]) -> None:
+    def _deliver(self, channel: str, message: Outgoing, members: set[Subscriber]) -> None:
         is_log = channel == DECLARATIONS
+        size = len(message)
         sent = 0
+        dirty = self._dirty
         for subscriber in tuple(members):
-            if subscriber.queued_bytes + len(frame) <= subscriber.limit:
-                if channel in subscriber.resync:
-                    continue  # a fresh snapshot is already owed
-                subscriber.push(frame)
+            if channel in subscriber.resync:
+                continue  # a fresh snapshot is already owed
+            if subscriber.queued_bytes + subscriber.sink.buffered() + size <= subscriber.limit:
+                subscriber.queue.append(message)
+                subscriber.queued_bytes += size
+                dirty.add(subscriber)
                 sent += 1
             elif is_log:
-                # Nothing on the declarations log may be dropped silently: the client
-                # reconnects and resumes with 'since'.
+                # Nothing on the declarations log may be dropped silently: the client is
+                # closed, reconnects and resumes with 'since'.
                 self._on_slow_close()
                 subscriber.close(CLOSE_TRY_LATER, "too far behind: resume with 'since'")
                 self.disconnect(subscriber)
             else:
                 subscriber.resync.add(channel)
+                dirty.add(subscriber)
         self._on_send(sent)
+
+    def flush(self) -> None:
+        """Hand every subscriber with new messages to its sink."""
+        dirty, self._dirty = self._dirty, set()
+        for subscriber in dirty:
+            if subscriber.close_code is None:
+                subscriber.sink.flush(subscriber)
 
     def reset(self, tally: Tally, epoch: Seq) -> None:
         """The stream was begun again: every client gets a new hello and fresh snapshots."""
@@ -185,34 +234,38 @@ class Hub:
         self._snapshots.clear()
         hello = self._hello()
         for subscriber in self.subscribers:
-            subscriber.push(hello)
+            subscriber.queue.clear()
+            subscriber.queued_bytes = 0
             subscriber.resync.clear()
+            subscriber.push(hello)
             for channel in sorted(subscriber.channels):
-                subscriber.push(self.snapshot_frame(channel))
+                subscriber.push(self.snapshot(channel))
+            self._dirty.add(subscriber)
+        self.flush()
 
     def adopt_epoch(self, epoch: Seq) -> None:
         """The first entry of a stream that was empty: no state to throw away."""
         self.epoch = epoch
 
-    # --- what a writer takes -------------------------------------------------------------
+    # --- what a sink takes ----------------------------------------------------------------
 
-    def drain(self, subscriber: Subscriber) -> list[bytes]:
+    def drain(self, subscriber: Subscriber) -> list[Outgoing]:
         """Everything queued for the subscriber, then any snapshots it is owed."""
-        frames = list(subscriber.queue)
+        messages = list(subscriber.queue)
         subscriber.queue.clear()
         subscriber.queued_bytes = 0
         if subscriber.resync:
-            # Taken now, with no await before the writer sends them: later deltas follow.
-            frames.extend(self.snapshot_frame(channel) for channel in sorted(subscriber.resync))
+            # Taken now, and sent before any later delta is queued: the chain restarts here.
+            messages.extend(self.snapshot(channel) for channel in sorted(subscriber.resync))
             subscriber.resync.clear()
-        return frames
+        return messages
 
-    def snapshot_frame(self, channel: str) -> bytes:
+    def snapshot(self, channel: str) -> Outgoing:
         seq = self.tally.channel_seq(channel)
         cached = self._snapshots.get(channel)
         if cached is not None and cached[0] == seq:
             return cached[1]
-        frame = encode(
+        message = encode(
             {
                 "type": "snapshot",
                 "channel": channel,
@@ -220,25 +273,30 @@ class Hub:
                 "data": self.tally.state(channel),
             }
         )
-        self._snapshots[channel] = (seq, frame)
-        return frame
+        self._snapshots[channel] = (seq, message)
+        return message
 
     # --- requests in -----------------------------------------------------------------------
 
     def handle(self, subscriber: Subscriber, text: str | bytes) -> None:
         """Answer one client frame. Bad requests get an error; the connection stays open."""
+        if subscriber.close_code is not None:
+            return
         if not self._take_token(subscriber):
-            subscriber.push(error_frame("rate_limited", "too many requests: slow down"))
             if subscriber.tokens < -4 * self.rate_limit:
                 subscriber.close(CLOSE_POLICY, "request flood")
+            else:
+                self._send(
+                    subscriber, error_message("rate_limited", "too many requests: slow down")
+                )
             return
         try:
             request = orjson.loads(text)
         except orjson.JSONDecodeError:
-            subscriber.push(error_frame("bad_json", "the frame is not valid JSON"))
+            self._send(subscriber, error_message("bad_json", "the frame is not valid JSON"))
             return
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-            subscriber.push(error_frame("bad_request", 'expected an object with an "op"'))
+            self._send(subscriber, error_message("bad_request", 'expected an object with an "op"'))
             return
         op = request["op"]
         if op == "subscribe":
@@ -249,8 +307,15 @@ class Hub:
             subscriber.push(encode({"type": "pong", "id": request.get("id")}))
         else:
             subscriber.push(
-                error_frame("unknown_op", f"unknown op {op!r}: use subscribe, unsubscribe or ping")
+                error_message(
+                    "unknown_op", f"unknown op {op!r}: use subscribe, unsubscribe or ping"
+                )
             )
+        subscriber.sink.flush(subscriber)
+
+    def _send(self, subscriber: Subscriber, message: Outgoing) -> None:
+        subscriber.push(message)
+        subscriber.sink.flush(subscriber)
 
     def _take_token(self, subscriber: Subscriber) -> bool:
         now = time.monotonic()
@@ -270,7 +335,7 @@ class Hub:
             or not all(isinstance(c, str) for c in channels)
         ):
             subscriber.push(
-                error_frame("bad_request", '"channels" must be a non-empty list of channel names')
+                error_message("bad_request", '"channels" must be a non-empty list of channel names')
             )
             return None
         return list(dict.fromkeys(channels))
@@ -282,7 +347,7 @@ class Hub:
         new = [c for c in channels if c not in subscriber.channels]
         if len(subscriber.channels) + len(new) > self.max_channels:
             subscriber.push(
-                error_frame(
+                error_message(
                     "too_many_channels",
                     f"a connection may hold at most {self.max_channels} channels",
                 )
@@ -290,7 +355,7 @@ class Hub:
             return
         since = request.get("since")
         if since is not None and not isinstance(since, dict):
-            subscriber.push(error_frame("bad_request", '"since" must map channels to seqs'))
+            subscriber.push(error_message("bad_request", '"since" must map channels to seqs'))
             return
         same_epoch = request.get("epoch") == str(self.epoch)
         unknown = [c for c in channels if not self.tally.has_channel(c)]
@@ -300,11 +365,11 @@ class Hub:
             if c not in unknown and subscriber.allowed is not None and not subscriber.allowed(c)
         ]
         if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            subscriber.push(error_frame("unknown_channel", f"no such channel: {shown}"))
+            subscriber.push(error_message("unknown_channel", f"no such channel: {_few(unknown)}"))
         if forbidden:
-            shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
-            subscriber.push(error_frame("forbidden", f"your credential does not allow: {shown}"))
+            subscriber.push(
+                error_message("forbidden", f"your credential does not allow: {_few(forbidden)}")
+            )
         for channel in channels:
             if channel in unknown or channel in forbidden:
                 continue
@@ -316,16 +381,16 @@ class Hub:
             subscriber.resync.discard(channel)
             backlog = self._backlog(channel, resume_from)
             if backlog is None:
-                subscriber.push(self.snapshot_frame(channel))
+                subscriber.push(self.snapshot(channel))
             else:
                 subscriber.push(
                     encode({"type": "resumed", "channel": channel, "seq": str(resume_from)})
                 )
-                for frame in backlog:
-                    subscriber.push(frame)
+                for message in backlog:
+                    subscriber.push(message)
 
-    def _backlog(self, channel: str, since: object) -> list[bytes] | None:
-        """The frames after ``since`` on the channel, or None when they are not all held."""
+    def _backlog(self, channel: str, since: object) -> list[Outgoing] | None:
+        """The messages after ``since`` on the channel, or None when not all are held."""
         if not isinstance(since, str):
             return None
         try:
@@ -342,11 +407,11 @@ class Hub:
             return None
         # Walk back from the newest change to the one that followed ``since``; if the
         # history runs out first, what the client missed is no longer held.
-        frames: list[bytes] = []
-        for prev, frame in reversed(history):
-            frames.append(frame)
+        messages: list[Outgoing] = []
+        for prev, message in reversed(history):
+            messages.append(message)
             if prev == seq:
-                return frames[::-1]
+                return messages[::-1]
             if prev < seq:
                 return None
         return None
@@ -364,7 +429,7 @@ class Hub:
                 if not members:
                     del self._by_channel[channel]
 
-    def _hello(self) -> bytes:
+    def _hello(self) -> Outgoing:
         return encode(
             {
                 "type": "hello",
@@ -373,3 +438,7 @@ class Hub:
                 "seq": str(self.tally.seq),
             }
         )
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -209,13 +209,17 @@ class Tally:
             declared_at = event.declared_at
             if declared_at is None:
                 declared_at = old.declared_at if was_declared else iso_from_ms(seq.ms)
+            electorate = event.electorate
+            if electorate is None:
+                # Resolved here so that a resend that leaves it out is not a correction.
+                electorate = self.election.constituencies[seat_id].electorate
             new = SeatRecord(
                 status="declared",
                 winner_name=event.winner.name,
                 winner_party=event.winner.party,
                 declaration=event,
                 declared_at=declared_at,
-                electorate=event.electorate,
+                electorate=electorate,
                 corrections=old.corrections,
             )
             if not was_declared:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.core.election import Area, Constituency, Election
-from service.core.events import Declaration
+from service.core.events import Candidate, Declaration
 
 State = dict[str, Any]
 
@@ -31,13 +31,22 @@ class SeatRecord:
     revision: int | None = None
     corrections: int = 0
 
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        """The declared figures, winner first; none before a declaration."""
+        return () if self.declaration is None else self.declaration.candidates
+
     def same_result(self, other: SeatRecord) -> bool:
-        """Equal in everything a client sees (the revision is bookkeeping)."""
+        """Equal in everything a client sees.
+
+        The declaration's own revision and time are bookkeeping: the record's ``declared_at``
+        is the one shown, and a resend with a new revision is not a correction.
+        """
         return (
             self.status == other.status
             and self.winner_name == other.winner_name
             and self.winner_party == other.winner_party
-            and self.declaration == other.declaration
+            and self.candidates == other.candidates
             and self.declared_at == other.declared_at
             and self.electorate == other.electorate
         )

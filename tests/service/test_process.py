@@ -82,7 +82,7 @@ async def test_with_no_redis_url_it_runs_its_own_redis_and_stops_it_on_sigterm()
     with service_process({**env, "REDIS_URL": ""}) as (process, port):
         await wait_ready(port)
         assert (data_dir / "redis.sock").exists()
-        assert "appendonly yes" in (data_dir / "redis.conf").read_text()  # noqa: ASYNC240
+        assert "appendonly yes" in (data_dir / "redis.conf").read_text()
         async with subscribed(port) as ws:
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)

@@ -1,0 +1,124 @@
+// The live page: wires the connection to the views. No build step: plain ES modules.
+
+import { h } from "./dom.js";
+import { grouping } from "./groups.js";
+import { Live } from "./live.js";
+import { SeatSearch } from "./search.js";
+import { Banner, Feed, renderArea, renderSeat } from "./views.js";
+
+const params = new URLSearchParams(location.search);
+const $ = (selector) => document.querySelector(selector);
+const STATUS_LABELS = {
+  connecting: "Connecting",
+  live: "Live",
+  reconnecting: "Reconnecting",
+  resynced: "Resynced",
+};
+
+// GET a JSON document relative to the page, retrying (with backoff) until the service answers.
+async function getJSON(path) {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      const response = await fetch(new URL(path, document.baseURI));
+      if (response.ok) return await response.json();
+    } catch {
+      // the service is not up yet: try again
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random() / 2)));
+  }
+}
+
+function socketUrl() {
+  const url = new URL("ws", document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+// Keep the page's address in step with what is shown, so it can be bookmarked or shared.
+function remember(name, value) {
+  if (value) params.set(name, value);
+  else params.delete(name);
+  const query = params.toString();
+  history.replaceState(null, "", query ? `?${query}` : location.pathname);
+}
+
+function seqTime(seq) {
+  const ms = Number(seq.split("-")[0]);
+  return ms ? new Date(ms).toLocaleTimeString("en-GB") : "";
+}
+
+async function main() {
+  const election = (await getJSON("api/election")).data;
+  const parties = election.parties;
+  $("#election-name").textContent = election.name;
+  document.title = `${election.name} · live results`;
+
+  const connection = $("#connection");
+  const live = new Live(socketUrl(), {
+    onStatus(status) {
+      connection.dataset.state = status;
+      connection.querySelector(".label").textContent = STATUS_LABELS[status] ?? status;
+    },
+  });
+
+  const banner = new Banner($("#banner"), election, grouping(params, parties));
+  live.watch("national", (message) => {
+    banner.render(message.state);
+    $("#updated").textContent = message.seq === "0-0" ? "" : `updated ${seqTime(message.seq)}`;
+  });
+
+  const feed = new Feed($("#feed"), $("#announcer"), parties);
+  live.watch("declarations", (message) => {
+    if (message.type === "snapshot") feed.reset(message.data.recent);
+    else feed.add(message.data);
+  });
+  live.start();
+
+  // One constituency, followed live.
+  const seatResult = $("#seat-result");
+  let seatChannel = null;
+  const showSeat = (id) => {
+    if (seatChannel) live.unwatch(seatChannel);
+    seatChannel = `constituency:${id}`;
+    live.watch(seatChannel, (message) => renderSeat(seatResult, message.state, parties));
+    remember("seat", id);
+  };
+  const search = new SeatSearch($("#seat-search"), $("#seat-options"), (seat) => showSeat(seat.id));
+  getJSON("api/constituencies").then(({ data }) => {
+    search.setSeats(
+      Object.values(data).map(({ id, name, region, nation }) => ({ id, name, region, nation })),
+    );
+    if (params.get("seat") in data) {
+      $("#seat-search").value = data[params.get("seat")].name;
+      showSeat(params.get("seat"));
+    }
+  });
+
+  // A nation or region's table.
+  const select = $("#area-select");
+  const areaResult = $("#area-result");
+  let areaChannel = null;
+  const showArea = (channel) => {
+    if (areaChannel) live.unwatch(areaChannel);
+    areaChannel = channel || null;
+    remember("area", areaChannel);
+    if (!areaChannel) return areaResult.replaceChildren();
+    live.watch(areaChannel, (message) => renderArea(areaResult, message.state, parties));
+  };
+  select.addEventListener("change", () => showArea(select.value));
+  const [nations, regions] = await Promise.all([getJSON("api/nations"), getJSON("api/regions")]);
+  const group = (label, kind, areas) =>
+    h(
+      "optgroup",
+      { label },
+      Object.entries(areas).map(([slug, area]) => h("option", { value: `${kind}:${slug}` }, area.name)),
+    );
+  select.append(group("Nations", "nation", nations.data), group("Regions", "region", regions.data));
+  const wanted = params.get("area") ?? `nation:${Object.keys(nations.data)[0]}`;
+  if ([...select.options].some((option) => option.value === wanted)) {
+    select.value = wanted;
+    showArea(wanted);
+  }
+}
+
+main();

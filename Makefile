@@ -16,7 +16,7 @@ $(BIN)/seatcast: pyproject.toml
 setup: $(BIN)/seatcast
 
 demo: setup
-	$(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 lint: setup
 	$(BIN)/ruff check .

@@ -73,6 +73,7 @@ async function main() {
     else feed.add(message.data);
   });
   live.start();
+  window.seatcast = { live }; // for the console (and the browser tests)
 
   // One constituency, followed live.
   const seatResult = $("#seat-result");
@@ -98,10 +99,10 @@ async function main() {
   const select = $("#area-select");
   const areaResult = $("#area-result");
   let areaChannel = null;
-  const showArea = (channel) => {
+  const showArea = (channel, { keep = true } = {}) => {
     if (areaChannel) live.unwatch(areaChannel);
     areaChannel = channel || null;
-    remember("area", areaChannel);
+    if (keep) remember("area", areaChannel);
     if (!areaChannel) return areaResult.replaceChildren();
     live.watch(areaChannel, (message) => renderArea(areaResult, message.state, parties));
   };
@@ -117,7 +118,7 @@ async function main() {
   const wanted = params.get("area") ?? `nation:${Object.keys(nations.data)[0]}`;
   if ([...select.options].some((option) => option.value === wanted)) {
     select.value = wanted;
-    showArea(wanted);
+    showArea(wanted, { keep: params.has("area") });
   }
 }
 

@@ -129,7 +129,6 @@ export class Feed {
   // A snapshot: the log's recent entries, newest last. Not announced.
   reset(recent) {
     this.list.replaceChildren(...recent.slice(-FEED_LENGTH).reverse().map((entry) => this.item(entry)));
-    this.list.closest("section").dataset.count = this.list.children.length;
   }
 
   add(entry) {

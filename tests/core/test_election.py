@@ -174,7 +174,7 @@ def test_a_file_that_is_not_a_json_object_is_refused_naming_the_file(
 def test_a_missing_file_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.election.json"
 
-    with pytest.raises(ElectionError, match="nowhere.election.json: cannot read"):
+    with pytest.raises(ElectionError, match=r"nowhere\.election\.json: cannot read"):
         load_election(path)
 
 

@@ -28,6 +28,11 @@ CLOSE_RESTART = 1012
 CLOSE_TRY_LATER = 1013
 
 
+RESUME_WAIT = 5.0
+"""Seconds a resuming client waits for this instance to reach its seq before a snapshot."""
+AHEAD_LIMIT_MS = 60_000
+
+
 class Outgoing:
     """One encoded message: the JSON text, and its unmasked websocket frame made on demand.
 
@@ -48,6 +53,10 @@ class Outgoing:
 
     def __len__(self) -> int:
         return len(self.payload)
+
+
+AHEAD: list[Outgoing] = []
+"""``_backlog``'s answer when the client is ahead of this instance (compared by identity)."""
 
 
 def encode(message: dict[str, Any]) -> Outgoing:
@@ -130,6 +139,8 @@ class Hub:
         """Per channel, the latest changes as (prev, message), oldest first."""
         self._snapshots: dict[str, tuple[Seq, Outgoing]] = {}
         self._dirty: set[Subscriber] = set()
+        self._waiting: dict[str, dict[Subscriber, tuple[Seq, float]]] = {}
+        """Per channel, subscribers resuming from a seq this instance has not reached yet."""
         self._on_send = on_send or (lambda count: None)
         self._on_slow_close = on_slow_close or (lambda: None)
 
@@ -145,12 +156,20 @@ class Hub:
         self.subscribers.discard(subscriber)
         self._dirty.discard(subscriber)
         for channel in subscriber.channels:
+            self._stop_waiting(subscriber, channel)
             members = self._by_channel.get(channel)
             if members is not None:
                 members.discard(subscriber)
                 if not members:
                     del self._by_channel[channel]
         subscriber.channels.clear()
+
+    def _stop_waiting(self, subscriber: Subscriber, channel: str) -> None:
+        waiting = self._waiting.get(channel)
+        if waiting is not None:
+            waiting.pop(subscriber, None)
+            if not waiting:
+                del self._waiting[channel]
 
     def subscription_counts(self) -> dict[str, int]:
         """Subscriptions by channel kind (``national``, ``constituency``, ...)."""
@@ -191,9 +210,29 @@ class Hub:
             if history is None:
                 history = self._history[change.channel] = deque(maxlen=self.history_size)
             history.append((change.prev, outgoing))
+            if change.channel in self._waiting:
+                self._admit_waiting(change)
             members = self._by_channel.get(change.channel)
             if members:
                 self._deliver(change.channel, outgoing, members)
+
+    def _admit_waiting(self, change: Change) -> None:
+        """Let in resuming subscribers once this instance reaches the seq they hold."""
+        waiting = self._waiting[change.channel]
+        now = time.monotonic()
+        for subscriber, (since, started) in list(waiting.items()):
+            if change.prev == since:
+                # This change is the one after theirs: they get it with everyone else.
+                del waiting[subscriber]
+                self._by_channel.setdefault(change.channel, set()).add(subscriber)
+            elif change.prev > since or now - started > RESUME_WAIT:
+                # Their seq was never a change here, or we are too slow: start afresh.
+                del waiting[subscriber]
+                self._by_channel.setdefault(change.channel, set()).add(subscriber)
+                subscriber.push(self.snapshot(change.channel))
+                self._dirty.add(subscriber)
+        if not waiting:
+            del self._waiting[change.channel]
 
     def _deliver(self, channel: str, message: Outgoing, members: set[Subscriber]) -> None:
         is_log = channel == DECLARATIONS
@@ -232,6 +271,9 @@ class Hub:
         self.epoch = epoch
         self._history.clear()
         self._snapshots.clear()
+        for channel, waiting in self._waiting.items():
+            self._by_channel.setdefault(channel, set()).update(waiting)
+        self._waiting.clear()
         hello = self._hello()
         for subscriber in self.subscribers:
             subscriber.queue.clear()
@@ -244,7 +286,8 @@ class Hub:
         self.flush()
 
     def adopt_epoch(self, epoch: Seq) -> None:
-        """The first entry of a stream that was empty: no state to throw away."""
+        """The first entry of a stream that was empty: no state to throw away, and no new
+        hello — a client that was told epoch "0-0" resumes as ``_resumable`` allows."""
         self.epoch = epoch
 
     # --- what a sink takes ----------------------------------------------------------------
@@ -357,7 +400,7 @@ class Hub:
         if since is not None and not isinstance(since, dict):
             subscriber.push(error_message("bad_request", '"since" must map channels to seqs'))
             return
-        same_epoch = request.get("epoch") == str(self.epoch)
+        client_epoch = request.get("epoch")
         unknown = [c for c in channels if not self.tally.has_channel(c)]
         forbidden = [
             c
@@ -373,21 +416,52 @@ class Hub:
         for channel in channels:
             if channel in unknown or channel in forbidden:
                 continue
-            resume_from = since.get(channel) if since and same_epoch else None
+            resume_from = since.get(channel) if since else None
+            if not self._resumable(client_epoch, resume_from):
+                resume_from = None
             # Registration and the snapshot (or resumed backlog) happen with no await in
             # between, so no delta can fall between what the client is sent and what follows.
             subscriber.channels.add(channel)
-            self._by_channel.setdefault(channel, set()).add(subscriber)
             subscriber.resync.discard(channel)
+            self._stop_waiting(subscriber, channel)
             backlog = self._backlog(channel, resume_from)
             if backlog is None:
+                self._by_channel.setdefault(channel, set()).add(subscriber)
                 subscriber.push(self.snapshot(channel))
-            else:
-                subscriber.push(
-                    encode({"type": "resumed", "channel": channel, "seq": str(resume_from)})
+                continue
+            subscriber.push(
+                encode({"type": "resumed", "channel": channel, "seq": str(resume_from)})
+            )
+            if backlog is AHEAD:
+                # The client has seen more than this instance has applied (it came from a
+                # faster instance): what follows its seq will arrive here shortly.
+                assert isinstance(resume_from, str)
+                self._by_channel.get(channel, set()).discard(subscriber)
+                self._waiting.setdefault(channel, {})[subscriber] = (
+                    Seq.parse(resume_from),
+                    time.monotonic(),
                 )
-                for message in backlog:
-                    subscriber.push(message)
+                continue
+            self._by_channel.setdefault(channel, set()).add(subscriber)
+            for message in backlog:
+                subscriber.push(message)
+
+    def _resumable(self, client_epoch: object, since: object) -> bool:
+        """Whether a ``since`` from a client that was told ``client_epoch`` is of this run.
+
+        A client that connected while the stream was empty was told epoch "0-0". Its seqs
+        are of this run if they are not older than the run's first entry (a stream begun
+        again has later IDs than everything before it), or "0-0": the empty state.
+        """
+        if client_epoch == str(self.epoch):
+            return True
+        if client_epoch != str(ZERO) or not isinstance(since, str):
+            return False
+        try:
+            seq = Seq.parse(since)
+        except ValueError:
+            return False
+        return seq == ZERO or seq >= self.epoch
 
     def _backlog(self, channel: str, since: object) -> list[Outgoing] | None:
         """The messages after ``since`` on the channel, or None when not all are held."""
@@ -401,7 +475,8 @@ class Hub:
         if seq == current:
             return []
         if seq > current:
-            return None
+            # Ahead of this instance, but not by more than a plausible lag.
+            return AHEAD if seq.ms <= self.tally.seq.ms + AHEAD_LIMIT_MS else None
         history = self._history.get(channel)
         if not history:
             return None
@@ -423,6 +498,7 @@ class Hub:
         for channel in channels:
             subscriber.channels.discard(channel)
             subscriber.resync.discard(channel)
+            self._stop_waiting(subscriber, channel)
             members = self._by_channel.get(channel)
             if members is not None:
                 members.discard(subscriber)

@@ -246,8 +246,10 @@ class Tally:
             return replace(old, status=event.status), None
         if isinstance(event, Retraction):
             if old.winner_party is None:
-                return old, None  # nothing to withdraw: a repeated retraction changes nothing
-            return SeatRecord(corrections=old.corrections), "retraction"
+                # No result to withdraw, so nothing to announce; a status set in error (a
+                # recount that was not) goes back to awaiting like any retracted seat.
+                return replace(old, status="awaiting"), None
+            return replace(old, status="awaiting"), "retraction"
         raise TypeError(f"not a seat event: {event!r}")
 
     def _declare(self, seq: Seq, kind: str, event: SeatEvent, before: State) -> Change:

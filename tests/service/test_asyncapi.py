@@ -264,7 +264,7 @@ def test_the_schemas_refuse_what_the_contract_rules_out(contract: Contract) -> N
     }
     good = {"type": "snapshot", "channel": "national", "seq": "0-0", "data": national}
     contract.check(good)
-    bad = [
+    bad: list[dict[str, Any]] = [
         {**good, "seq": "12"},
         {**good, "data": {**national, "leader": None}},
         {**good, "data": {**national, "surprise": 1}},

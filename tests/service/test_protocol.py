@@ -297,3 +297,24 @@ ALDERSHOT = [
     {"name": "Alex Baker", "party": "LAB", "votes": 19764},
     {"name": "Leo Docherty", "party": "CON", "votes": 14081},
 ]
+
+
+async def test_a_client_told_epoch_0_0_resumes_once_the_stream_has_begun(
+    service: RunningService, redis: aioredis.Redis
+) -> None:
+    async with connect(service) as client:
+        hello = await client.receive()
+        assert hello["epoch"] == "0-0"
+        await client.subscribe("national")
+        await client.receive()
+        first, _ = await xadd(redis, service.settings.stream, *NIGHT_2024[:2])
+        delta = await client.receive_until(lambda m: m["seq"] == first)
+    await xadd(redis, service.settings.stream, NIGHT_2024[2])
+    async with connect(service) as client:
+        assert (await client.receive())["epoch"] == first
+        await client.subscribe("national", since={"national": delta["seq"]}, epoch="0-0")
+        assert (await client.receive())["type"] == "resumed"
+        assert (await client.receive())["prev"] == delta["seq"]
+        # A seq older than this run's first entry cannot be of this run: a snapshot.
+        await client.subscribe("declarations", since={"declarations": "1-0"}, epoch="0-0")
+        assert (await client.receive())["type"] == "snapshot"

@@ -1,0 +1,180 @@
+"""Faults on election night, with real processes: Redis stops, instances die and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import json_merge_patch
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from service.embedded import EmbeddedRedis
+from service.settings import Settings
+from tests.conftest import TIMEOUT
+from tests.service.conftest import NIGHT_2024, connect, run_service, xadd
+from tests.service.test_process import free_port, service_process, wait_ready
+
+pytestmark = pytest.mark.slow
+
+
+@contextlib.asynccontextmanager
+async def private_redis() -> AsyncIterator[EmbeddedRedis]:
+    """A Redis of this test's own, to stop and start (append-only file on)."""
+    embedded = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="sc-f-", dir="/tmp")))
+    await asyncio.to_thread(embedded.start)
+    try:
+        yield embedded
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def test_redis_stopping_mid_night_keeps_clients_and_state_and_loses_nothing(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with private_redis() as embedded:
+        settings = make_settings(redis_url=embedded.url)
+        redis = aioredis.Redis.from_url(embedded.url)
+        try:
+            async with run_service(settings) as service, connect(service) as client:
+                await client.receive()
+                await client.subscribe("national", "declarations")
+                national = (await client.receive())["data"]
+                await client.receive()
+                first = await xadd(redis, settings.stream, *NIGHT_2024[:101])
+                events = 0
+                while events < 100:
+                    message = await client.receive()
+                    if message["type"] == "delta":
+                        national = json_merge_patch.merge(national, message["patch"])
+                    elif message["type"] == "event":
+                        events += 1
+                await redis.aclose()
+                await asyncio.to_thread(embedded.stop)
+
+                # Redis is gone: alive, not ready, the last state still served, clients kept.
+                assert (await service.get("/healthz")).status_code == 200
+                async with asyncio.timeout(TIMEOUT):
+                    while (await service.get("/readyz")).status_code != 503:
+                        await asyncio.sleep(0.05)
+                rest = (await service.get("/api/national")).json()
+                assert rest["seq"] == first[-1]
+                assert rest["data"] == national
+                await client.send({"op": "ping", "id": "still there?"})
+                assert (await client.receive_until(lambda m: m["type"] == "pong"))["id"]
+
+                # Redis is back (its append-only file kept the stream): catch up, go on.
+                await asyncio.to_thread(embedded.start)
+                redis = aioredis.Redis.from_url(embedded.url)
+                second = await xadd(redis, settings.stream, *NIGHT_2024[101:201])
+                while events < 200:
+                    message = await client.receive()
+                    if message["type"] == "delta":
+                        national = json_merge_patch.merge(national, message["patch"])
+                    elif message["type"] == "event":
+                        events += 1
+                async with asyncio.timeout(TIMEOUT):
+                    while (await service.get("/readyz")).status_code != 200:
+                        await asyncio.sleep(0.05)
+                rest = (await service.get("/api/national")).json()
+                assert rest["seq"] == second[-1]
+                assert rest["data"] == national
+                metrics = (await service.get("/metrics")).text
+                assert "seatcast_events_applied_total 201.0" in metrics  # none twice
+            # A fresh instance reading the same stream agrees exactly.
+            async with run_service(settings) as fresh:
+                assert (await fresh.get("/api/national")).json() == rest
+        finally:
+            await redis.aclose()
+
+
+async def test_a_restarted_instance_rebuilds_the_identical_state(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis
+) -> None:
+    settings = make_settings()
+    paths = ["/api/national", "/api/declarations", "/api/regions/london", "/api/nations/wales"]
+    async with run_service(settings) as service:
+        ids = await xadd(redis, settings.stream, *NIGHT_2024[:300], "junk")
+        async with asyncio.timeout(TIMEOUT):
+            while (await service.get("/readyz")).json()["seq"] != ids[-1]:
+                await asyncio.sleep(0.02)
+        before = [(await service.get(path)).json() for path in paths]
+        before.append((await service.get("/api/constituencies")).json())
+    async with run_service(settings) as again:
+        after = [(await again.get(path)).json() for path in paths]
+        after.append((await again.get("/api/constituencies")).json())
+    assert after == before
+
+
+async def test_a_client_moves_to_the_other_instance_after_kill_9_and_misses_nothing(
+    redis_url: str, stream_key: str, redis: aioredis.Redis
+) -> None:
+    env = {"REDIS_URL": redis_url, "SEATCAST_STREAM": stream_key}
+    with service_process(env) as (one, port_one), service_process(env) as (_two, port_two):
+        await asyncio.gather(wait_ready(port_one), wait_ready(port_two))
+        received: list[dict[str, Any]] = []
+        epoch = ""
+        seq = "0-0"
+
+        async def follow(port: int, stop_after: int | None) -> None:
+            nonlocal epoch, seq
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                hello = orjson.loads(await ws.recv())
+                request: dict[str, Any] = {"op": "subscribe", "channels": ["declarations"]}
+                if epoch:
+                    request |= {"since": {"declarations": seq}, "epoch": epoch}
+                epoch = hello["epoch"]
+                await ws.send(orjson.dumps(request).decode())
+                first = orjson.loads(await ws.recv())
+                assert first["type"] == ("resumed" if received else "snapshot")
+                with contextlib.suppress(ConnectionClosed):
+                    while stop_after is None or len(received) < stop_after:
+                        message = orjson.loads(await ws.recv())
+                        assert message["prev"] == seq, "a gap"
+                        received.append(message)
+                        seq = message["seq"]
+                        if len(received) == 650:
+                            return
+
+        feeding = asyncio.create_task(_feed_slowly(redis, stream_key))
+        async with asyncio.timeout(60):
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await follow(port_one, stop_after=200)
+            os.kill(one.pid, signal.SIGKILL)
+            await follow(port_two, stop_after=None)
+            await feeding
+        assert len(received) == 650
+        assert len({m["seq"] for m in received}) == 650
+
+
+async def _feed_slowly(redis: aioredis.Redis, stream: str) -> None:
+    for start in range(0, len(NIGHT_2024), 25):
+        await xadd(redis, stream, *NIGHT_2024[start : start + 25])
+        await asyncio.sleep(0.05)
+
+
+async def test_a_service_without_redis_at_start_is_alive_but_not_ready() -> None:
+    port = free_port()
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PORT": str(port)}
+    with service_process(env) as (process, port):
+        async with asyncio.timeout(TIMEOUT), httpx.AsyncClient() as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    health = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                await asyncio.sleep(0.05)
+            assert health.status_code == 200
+            ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["redis"] == "unreachable"
+        assert process.poll() is None

@@ -16,7 +16,7 @@ $(BIN)/seatcast: pyproject.toml
 setup: $(BIN)/seatcast
 
 demo: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port 8000
 
 lint: setup
 	$(BIN)/ruff check .

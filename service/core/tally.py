@@ -226,7 +226,7 @@ class Tally:
                 return new, "declaration"
             if new.same_result(old):
                 return old, None
-            return replace(new, corrections=old.corrections + 1), "correction"
+            return new, "correction"
         if isinstance(event, Flash):
             if old.status == "declared":
                 return None  # a flash never overwrites the full result
@@ -249,7 +249,7 @@ class Tally:
                 # No result to withdraw, so nothing to announce; a status set in error (a
                 # recount that was not) goes back to awaiting like any retracted seat.
                 return replace(old, status="awaiting"), None
-            return replace(old, status="awaiting"), "retraction"
+            return SeatRecord(corrections=old.corrections), "retraction"
         raise TypeError(f"not a seat event: {event!r}")
 
     def _declare(self, seq: Seq, kind: str, event: SeatEvent, before: State) -> Change:

@@ -315,6 +315,7 @@ async def test_a_client_told_epoch_0_0_resumes_once_the_stream_has_begun(
         await client.subscribe("national", since={"national": delta["seq"]}, epoch="0-0")
         assert (await client.receive())["type"] == "resumed"
         assert (await client.receive())["prev"] == delta["seq"]
+        assert (await client.receive())["type"] == "delta"
         # A seq older than this run's first entry cannot be of this run: a snapshot.
         await client.subscribe("declarations", since={"declarations": "1-0"}, epoch="0-0")
         assert (await client.receive())["type"] == "snapshot"

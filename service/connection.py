@@ -79,6 +79,11 @@ class DirectSink:
         if self._closing is None:
             self._closing = asyncio.ensure_future(_close(self.ws, code, reason))
 
+    async def closed(self) -> None:
+        """Wait until a close this sink started has been sent."""
+        if self._closing is not None:
+            await self._closing
+
 
 class TaskSink:
     """Sends through ASGI from a writer task of the connection's own."""
@@ -121,6 +126,7 @@ async def serve_websocket(ws: WebSocket, hub: Hub, queue_bytes: int) -> None:
     await ws.accept()
     protocol = ws.scope.get("extensions", {}).get(DIRECT)
     writer: asyncio.Task[None] | None = None
+    direct: DirectSink | None = None
     if isinstance(protocol, DirectProtocol) and not protocol.conn.extensions:
         direct = DirectSink(hub, protocol, ws)
         subscriber = Subscriber(direct, queue_bytes)
@@ -147,6 +153,9 @@ async def serve_websocket(ws: WebSocket, hub: Hub, queue_bytes: int) -> None:
         pass
     finally:
         hub.disconnect(subscriber)
+        if direct is not None:
+            # Returning before the close frame is out would drop the connection (1006).
+            await direct.closed()
         if writer is not None:
             if subscriber.close_code is None:
                 writer.cancel()

@@ -226,7 +226,7 @@ class Tally:
                 return new, "declaration"
             if new.same_result(old):
                 return old, None
-            return new, "correction"
+            return replace(new, corrections=old.corrections + 1), "correction"
         if isinstance(event, Flash):
             if old.status == "declared":
                 return None  # a flash never overwrites the full result

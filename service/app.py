@@ -22,12 +22,14 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from service.access import Access, AccessDenied, Grant, bearer
 from service.connection import serve_websocket
 from service.core.election import Election, load_election
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally, constituency_channel
 from service.feed import Feed, FeedListener, Rejection
 from service.hub import Hub
+from service.logs import redact_tokens
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -49,14 +51,23 @@ class Runtime:
     hub: Hub = field(init=False)
     feed: Feed = field(init=False)
     client: aioredis.Redis = field(init=False)
+    access: Access = field(init=False)
     ready: bool = False
     connected: bool = False
     _published: list[Seq] = field(default_factory=list)
+    _embargo_timer: asyncio.TimerHandle | None = None
 
     def __post_init__(self) -> None:
         settings = self.settings
         if settings.redis_url is None:
             raise ValueError("create_app needs a redis_url (the caller starts the embedded one)")
+        self.access = Access(
+            secret=settings.token_secret,
+            public_key=settings.token_public_key,
+            required=settings.require_token,
+            allowed_origins=tuple(o.strip() for o in settings.allowed_origins.split(",") if o),
+            metrics_token=settings.metrics_token,
+        )
         self.client = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=10, socket_connect_timeout=5
         )
@@ -86,6 +97,13 @@ class Runtime:
             on_send=self.metrics.messages_sent.inc,
             on_slow_close=self.metrics.slow_closes.inc,
         )
+        self.hub.on_embargo = self._schedule_lift
+
+    def _schedule_lift(self, until: float) -> None:
+        if self._embargo_timer is not None:
+            self._embargo_timer.cancel()
+        delay = max(0.0, until - time.time()) + 0.01
+        self._embargo_timer = asyncio.get_running_loop().call_later(delay, self.hub.lift_embargo)
 
     def _applied(self, seq: Seq, applied: Applied) -> None:
         if applied.stale:
@@ -112,6 +130,8 @@ class Runtime:
         log.warning("rejected %s", rejection.reason)
 
     def _reset(self, tally: Tally, epoch: Seq) -> None:
+        if self._embargo_timer is not None:
+            self._embargo_timer.cancel()
         self.hub.reset(tally, epoch)
 
     def _ready(self) -> None:
@@ -125,6 +145,7 @@ class Runtime:
 
 
 def create_app(settings: Settings, election: Election | None = None) -> Starlette:
+    redact_tokens()
     runtime = Runtime(settings, election or load_election(settings.election))
 
     @contextlib.asynccontextmanager
@@ -173,14 +194,33 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def not_found(what: str) -> Response:
-    return json_response({"error": "not_found", "message": f"no such {what}"}, 404)
+    return error_response(404, "not_found", f"no such {what}")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": code, "message": message}, status)
+
+
+def request_grant(request: Request) -> Grant | Response:
+    """The caller's grant from ``Authorization: Bearer`` or ``?token=``, or a 401 response."""
+    token = bearer(request.headers.get("authorization")) or request.query_params.get("token")
+    try:
+        return _runtime(request).access.grant(token)
+    except AccessDenied as exc:
+        return error_response(401, "unauthorized", str(exc))
 
 
 def channel_response(request: Request, channel: str, what: str) -> Response:
-    tally = _runtime(request).hub.tally
-    if not tally.has_channel(channel):
+    grant = request_grant(request)
+    if isinstance(grant, Response):
+        return grant
+    hub = _runtime(request).hub
+    if not hub.tally.has_channel(channel):
         return not_found(what)
-    return json_response({"seq": str(tally.channel_seq(channel)), "data": tally.state(channel)})
+    if not grant.allows(channel):
+        return error_response(403, "forbidden", f"your credential does not allow {channel}")
+    data = hub.public_state(channel, grant.embargoed)
+    return json_response({"seq": str(hub.tally.channel_seq(channel)), "data": data})
 
 
 async def index(request: Request) -> Response:
@@ -221,10 +261,14 @@ async def constituency(request: Request) -> Response:
 
 
 async def constituencies(request: Request) -> Response:
+    grant = request_grant(request)
+    if isinstance(grant, Response):
+        return grant
     tally = _runtime(request).hub.tally
     data = {
         seat_id: tally.state(constituency_channel(seat_id))
         for seat_id in tally.election.constituencies
+        if grant.allows(constituency_channel(seat_id))
     }
     return json_response({"seq": str(tally.seq), "data": data})
 
@@ -266,6 +310,8 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     runtime = _runtime(request)
+    if not runtime.access.metrics_allowed(request.headers):
+        return error_response(401, "unauthorized", "/metrics needs its bearer token")
     m = runtime.metrics
     m.connections.set(len(runtime.hub.subscribers))
     m.subscriptions.clear()
@@ -276,4 +322,4 @@ async def metrics(request: Request) -> Response:
 
 async def websocket(ws: WebSocket) -> None:
     runtime = _runtime(ws)
-    await serve_websocket(ws, runtime.hub, runtime.settings.queue_bytes)
+    await serve_websocket(ws, runtime.hub, runtime.settings.queue_bytes, runtime.access)

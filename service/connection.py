@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from service.hub import Hub, Subscriber, error_message
+from service.access import Access, AccessDenied, bearer
+from service.hub import CLOSE_POLICY, Hub, Subscriber, error_message
 
 DIRECT = "seatcast.direct"
 
@@ -121,9 +123,19 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
         await ws.close(code, reason)
 
 
-async def serve_websocket(ws: WebSocket, hub: Hub, queue_bytes: int) -> None:
+async def serve_websocket(ws: WebSocket, hub: Hub, queue_bytes: int, access: Access) -> None:
     """Run one /ws connection until the client leaves or is closed."""
+    token = ws.query_params.get("token") or bearer(ws.headers.get("authorization"))
     await ws.accept()
+    # Refused only once accepted, so that the client is told why, with close code 1008.
+    if not access.origin_allowed(ws.headers.get("origin")):
+        await _close(ws, CLOSE_POLICY, "this origin is not allowed")
+        return
+    try:
+        grant = access.grant(token)
+    except AccessDenied as exc:
+        await _close(ws, CLOSE_POLICY, str(exc))
+        return
     protocol = ws.scope.get("extensions", {}).get(DIRECT)
     writer: asyncio.Task[None] | None = None
     direct: DirectSink | None = None
@@ -135,6 +147,15 @@ async def serve_websocket(ws: WebSocket, hub: Hub, queue_bytes: int) -> None:
         task_sink = TaskSink()
         subscriber = Subscriber(task_sink, queue_bytes)
         writer = asyncio.create_task(task_sink.run(ws, hub, subscriber))
+    if grant.channels is not None:
+        subscriber.allowed = grant.allows
+    subscriber.embargoed = grant.embargoed
+    expiry = None
+    if grant.expires is not None:
+        delay = max(0.0, grant.expires - time.time())
+        expiry = asyncio.get_running_loop().call_later(
+            delay, subscriber.close, CLOSE_POLICY, "the token has expired"
+        )
     hub.connect(subscriber)
     try:
         while subscriber.close_code is None:
@@ -152,6 +173,8 @@ async def serve_websocket(ws: WebSocket, hub: Hub, queue_bytes: int) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        if expiry is not None:
+            expiry.cancel()
         hub.disconnect(subscriber)
         if direct is not None:
             # Returning before the close frame is out would drop the connection (1006).

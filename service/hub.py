@@ -12,13 +12,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 from websockets.frames import Frame, Opcode
 
 from service.core.seq import ZERO, Seq
-from service.core.tally import DECLARATIONS, Change, Tally
+from service.core.tally import DECLARATIONS, NATIONAL, Change, Tally
 
 # Close codes (RFC 6455 and the IANA registry), as DESIGN.md guarantee 7 names them.
 CLOSE_GOING_AWAY = 1001
@@ -98,6 +99,8 @@ class Subscriber:
     close_code: int | None = None
     allowed: Callable[[str], bool] | None = None
     """Channels this subscriber's credential permits; None: every channel."""
+    embargoed: bool = False
+    """May see embargoed data (an exit poll before its publication time)."""
     tokens: float = 0.0
     refilled: float = 0.0
 
@@ -143,6 +146,11 @@ class Hub:
         """Per channel, subscribers resuming from a seq this instance has not reached yet."""
         self._on_send = on_send or (lambda count: None)
         self._on_slow_close = on_slow_close or (lambda: None)
+        self.embargo_until: float | None = None
+        """When the current exit poll's embargo lifts (epoch seconds), if it has one."""
+        self._embargo_seen = False
+        self.on_embargo: Callable[[float], None] = lambda until: None
+        """Called with the lift time of each new embargo: the caller calls lift_embargo."""
 
     # --- connections ---------------------------------------------------------------------
 
@@ -206,6 +214,9 @@ class Hub:
                     "patch": change.patch,
                 }
             outgoing = encode(message)
+            public = None
+            if change.patch is not None and "exit_poll" in change.patch:
+                public = self._embargo_check(message)
             history = self._history.get(change.channel)
             if history is None:
                 history = self._history[change.channel] = deque(maxlen=self.history_size)
@@ -214,7 +225,7 @@ class Hub:
                 self._admit_waiting(change)
             members = self._by_channel.get(change.channel)
             if members:
-                self._deliver(change.channel, outgoing, members)
+                self._deliver(change.channel, outgoing, members, public)
 
     def _admit_waiting(self, change: Change) -> None:
         """Let in resuming subscribers once this instance reaches the seq they hold."""
@@ -229,12 +240,20 @@ class Hub:
                 # Their seq was never a change here, or we are too slow: start afresh.
                 del waiting[subscriber]
                 self._by_channel.setdefault(change.channel, set()).add(subscriber)
-                subscriber.push(self.snapshot(change.channel))
+                subscriber.push(self.snapshot(change.channel, subscriber.embargoed))
                 self._dirty.add(subscriber)
         if not waiting:
             del self._waiting[change.channel]
 
-    def _deliver(self, channel: str, message: Outgoing, members: set[Subscriber]) -> None:
+    def _deliver(
+        self,
+        channel: str,
+        message: Outgoing,
+        members: set[Subscriber],
+        public: Outgoing | None = None,
+    ) -> None:
+        """Queue ``message`` for each member (``public`` instead for those who may not see
+        embargoed data, when it differs), applying the slow-client policy."""
         is_log = channel == DECLARATIONS
         size = len(message)
         sent = 0
@@ -242,6 +261,9 @@ class Hub:
         for subscriber in tuple(members):
             if channel in subscriber.resync:
                 continue  # a fresh snapshot is already owed
+            if public is not None and not subscriber.embargoed:
+                self._queue_or_resync(subscriber, channel, public)
+                continue
             if subscriber.queued_bytes + subscriber.sink.buffered() + size <= subscriber.limit:
                 subscriber.queue.append(message)
                 subscriber.queued_bytes += size
@@ -258,6 +280,48 @@ class Hub:
                 dirty.add(subscriber)
         self._on_send(sent)
 
+    def _queue_or_resync(self, subscriber: Subscriber, channel: str, message: Outgoing) -> None:
+        if subscriber.queued_bytes + subscriber.sink.buffered() + len(message) <= subscriber.limit:
+            subscriber.push(message)
+        else:
+            subscriber.resync.add(channel)
+        self._dirty.add(subscriber)
+
+    # --- embargo ---------------------------------------------------------------------------
+
+    def embargo_active(self) -> bool:
+        return self.embargo_until is not None and time.time() < self.embargo_until
+
+    def _embargo_check(self, message: dict[str, Any]) -> Outgoing | None:
+        """After a national change to the exit poll: the message for those who may not see
+        it yet, or None when it is not (or no longer) embargoed."""
+        exit_poll = self.tally.state(NATIONAL).get("exit_poll", {})
+        until = _timestamp(exit_poll.get("embargo_until"))
+        self.embargo_until = until
+        if until is None or time.time() >= until:
+            return None
+        self._embargo_seen = True
+        self.on_embargo(until)
+        patch = {k: v for k, v in message["patch"].items() if k != "exit_poll"}
+        return encode({**message, "patch": patch})
+
+    def lift_embargo(self) -> None:
+        """The embargo's time has come: everyone on national gets the full state."""
+        if self.embargo_active():
+            return
+        for subscriber in self._by_channel.get(NATIONAL, ()):
+            if not subscriber.embargoed:
+                subscriber.push(self.snapshot(NATIONAL))
+                self._dirty.add(subscriber)
+        self.flush()
+
+    def public_state(self, channel: str, embargoed: bool = False) -> dict[str, Any]:
+        """The channel's state as a client with (or without) embargo rights may see it."""
+        state = self.tally.state(channel)
+        if channel == NATIONAL and not embargoed and self.embargo_active():
+            return {k: v for k, v in state.items() if k != "exit_poll"}
+        return state
+
     def flush(self) -> None:
         """Hand every subscriber with new messages to its sink."""
         dirty, self._dirty = self._dirty, set()
@@ -271,6 +335,8 @@ class Hub:
         self.epoch = epoch
         self._history.clear()
         self._snapshots.clear()
+        self.embargo_until = None
+        self._embargo_seen = False
         for channel, waiting in self._waiting.items():
             self._by_channel.setdefault(channel, set()).update(waiting)
         self._waiting.clear()
@@ -281,7 +347,7 @@ class Hub:
             subscriber.resync.clear()
             subscriber.push(hello)
             for channel in sorted(subscriber.channels):
-                subscriber.push(self.snapshot(channel))
+                subscriber.push(self.snapshot(channel, subscriber.embargoed))
             self._dirty.add(subscriber)
         self.flush()
 
@@ -299,13 +365,20 @@ class Hub:
         subscriber.queued_bytes = 0
         if subscriber.resync:
             # Taken now, and sent before any later delta is queued: the chain restarts here.
-            messages.extend(self.snapshot(channel) for channel in sorted(subscriber.resync))
+            messages.extend(
+                self.snapshot(channel, subscriber.embargoed)
+                for channel in sorted(subscriber.resync)
+            )
             subscriber.resync.clear()
         return messages
 
-    def snapshot(self, channel: str) -> Outgoing:
+    def snapshot(self, channel: str, embargoed: bool = True) -> Outgoing:
+        """The channel's snapshot, encoded once per seq (and audience, under an embargo)."""
         seq = self.tally.channel_seq(channel)
-        cached = self._snapshots.get(channel)
+        key = channel
+        if channel == NATIONAL and not embargoed and self.embargo_active():
+            key = "national (public)"
+        cached = self._snapshots.get(key)
         if cached is not None and cached[0] == seq:
             return cached[1]
         message = encode(
@@ -313,10 +386,10 @@ class Hub:
                 "type": "snapshot",
                 "channel": channel,
                 "seq": str(seq),
-                "data": self.tally.state(channel),
+                "data": self.public_state(channel, embargoed),
             }
         )
-        self._snapshots[channel] = (seq, message)
+        self._snapshots[key] = (seq, message)
         return message
 
     # --- requests in -----------------------------------------------------------------------
@@ -425,9 +498,11 @@ class Hub:
             subscriber.resync.discard(channel)
             self._stop_waiting(subscriber, channel)
             backlog = self._backlog(channel, resume_from)
+            if channel == NATIONAL and self._embargo_seen and not subscriber.embargoed:
+                backlog = None  # the history holds what this client may not have seen
             if backlog is None:
                 self._by_channel.setdefault(channel, set()).add(subscriber)
-                subscriber.push(self.snapshot(channel))
+                subscriber.push(self.snapshot(channel, subscriber.embargoed))
                 continue
             subscriber.push(
                 encode({"type": "resumed", "channel": channel, "seq": str(resume_from)})
@@ -514,6 +589,18 @@ class Hub:
                 "seq": str(self.tally.seq),
             }
         )
+
+
+def _timestamp(text: object) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _few(names: list[str]) -> str:

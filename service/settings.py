@@ -36,6 +36,14 @@ class Settings:
     compression: bool = False
     read_batch: int = 1000
     log_level: str = "info"
+    token_secret: str | None = field(default=None, repr=False)
+    """HS256 secret for subscriber tokens; None: no shared-secret tokens."""
+    token_public_key: Path | None = None
+    """PEM public key file for RS256/ES256 subscriber tokens."""
+    require_token: bool = False
+    allowed_origins: str = ""
+    """Comma-separated browser origins allowed on /ws; empty: any."""
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def rejected(self) -> str:
@@ -60,6 +68,11 @@ _ENV = {
     "compression": "SEATCAST_COMPRESSION",
     "read_batch": "SEATCAST_READ_BATCH",
     "log_level": "SEATCAST_LOG_LEVEL",
+    "token_secret": "SEATCAST_TOKEN_SECRET",
+    "token_public_key": "SEATCAST_TOKEN_PUBLIC_KEY",
+    "require_token": "SEATCAST_REQUIRE_TOKEN",
+    "allowed_origins": "SEATCAST_ALLOWED_ORIGINS",
+    "metrics_token": "SEATCAST_METRICS_TOKEN",
 }
 
 _HELP = {
@@ -80,6 +93,11 @@ _HELP = {
     "compression": "enable permessage-deflate (costs ~300 KiB per connection)",
     "read_batch": "stream entries read per XREAD",
     "log_level": "debug, info, warning or error",
+    "token_secret": "secret for HS256 subscriber tokens (better set in the environment)",
+    "token_public_key": "PEM public key file for RS256/ES256 subscriber tokens",
+    "require_token": "refuse clients (websocket 1008, HTTP 401) that bring no valid token",
+    "allowed_origins": "comma-separated browser origins allowed to open /ws (default: any)",
+    "metrics_token": "bearer token that /metrics requires (default: none)",
 }
 
 
@@ -143,6 +161,6 @@ def _convert(kind: object, raw: object) -> object:
         if text.lower() in ("0", "false", "no", "off", ""):
             return False
         raise ValueError(text)
-    if kind in ("Path", Path):
+    if kind in ("Path", Path, "Path | None"):
         return Path(text)
     return text

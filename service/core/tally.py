@@ -138,6 +138,10 @@ class Tally:
             "seats": dict(event.seats),
             "published_at": event.published_at or iso_from_ms(seq.ms),
         }
+        if event.embargo_until is not None:
+            # Kept in the state: the service withholds the exit poll from clients without
+            # embargo rights until then (the tally itself knows no clocks).
+            self._exit_poll["embargo_until"] = event.embargo_until
         patch: State = {}
         current = self._states[NATIONAL].get("exit_poll")
         if current is None:

@@ -1,0 +1,219 @@
+"""Access control: subscriber tokens, origins, the metrics token and the exit-poll embargo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import redis.asyncio as aioredis
+import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from websockets.exceptions import ConnectionClosed
+
+from service.settings import Settings
+from tests.conftest import TIMEOUT
+from tests.service.conftest import RunningService, connect, run_service, xadd
+
+SECRET = "s3cret-for-tests-only-0123456789abcdef"
+
+
+def token(secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    claims.setdefault("exp", int(time.time()) + 600)
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+async def refusal(service: RunningService, **options: Any) -> tuple[int | None, str | None]:
+    async with websockets.connect(service.ws, open_timeout=TIMEOUT, **options) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    await ws.recv()
+        return ws.close_code, ws.close_reason
+
+
+async def test_tokens_required_refuse_clients_without_a_valid_one(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(token_secret=SECRET, require_token=True)
+    async with run_service(settings) as service:
+        assert await refusal(service) == (1008, "a token is required")
+        expired = token(exp=int(time.time()) - 10)
+        assert await refusal(
+            service, additional_headers={"Authorization": f"Bearer {expired}"}
+        ) == (
+            1008,
+            "the token has expired",
+        )
+        forged = token(secret="not-the-secret-but-long-enough-32b")
+        code, reason = await refusal(
+            service, additional_headers={"Authorization": f"Bearer {forged}"}
+        )
+        assert code == 1008
+        assert reason is not None and "not valid" in reason
+        assert (await service.get("/api/national")).status_code == 401
+        async with httpx.AsyncClient() as client:
+            ok = await client.get(
+                service.http + "/api/national", headers={"Authorization": f"Bearer {token()}"}
+            )
+            assert ok.status_code == 200
+            assert (
+                await client.get(service.http + f"/api/national?token={token()}")
+            ).status_code == 200
+        async with websockets.connect(service.ws + f"?token={token()}") as ws:
+            assert b"hello" in (await ws.recv()).encode()
+
+
+async def test_a_token_limits_the_channels(make_settings: Callable[..., Settings]) -> None:
+    async with run_service(make_settings(token_secret=SECRET)) as service:
+        limited = token(channels=["national", "region:*"])
+        async with connect(service, additional_headers={"Authorization": f"Bearer {limited}"}) as c:
+            await c.receive()
+            await c.subscribe("national", "region:london", "declarations")
+            error = await c.receive()
+            assert error["code"] == "forbidden"
+            assert "declarations" in error["message"]
+            got = {(await c.receive())["channel"], (await c.receive())["channel"]}
+            assert got == {"national", "region:london"}
+        async with httpx.AsyncClient() as client:
+            headers = {"Authorization": f"Bearer {limited}"}
+            denied = await client.get(service.http + "/api/declarations", headers=headers)
+            assert denied.status_code == 403
+            assert denied.json()["error"] == "forbidden"
+            everything = await client.get(service.http + "/api/constituencies", headers=headers)
+            assert everything.json()["data"] == {}
+
+
+async def test_a_token_that_expires_mid_connection_closes_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with run_service(make_settings(token_secret=SECRET)) as service:
+        short = token(exp=int(time.time()) + 2)
+        started = time.monotonic()
+        code, reason = await refusal(
+            service, additional_headers={"Authorization": f"Bearer {short}"}
+        )
+        assert (code, reason) == (1008, "the token has expired")
+        assert time.monotonic() - started < 5
+
+
+async def test_es256_tokens_are_checked_with_the_public_key(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = tmp_path / "public.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    settings = make_settings(token_public_key=public, require_token=True)
+    async with run_service(settings) as service:
+        good = token(key, "ES256")  # type: ignore[arg-type]
+        async with connect(service, additional_headers={"Authorization": f"Bearer {good}"}) as c:
+            assert (await c.receive())["type"] == "hello"
+        hs = token()  # a shared-secret token is not accepted where a key is configured
+        assert (await refusal(service, additional_headers={"Authorization": f"Bearer {hs}"}))[
+            0
+        ] == 1008
+
+
+async def test_an_origin_allowlist_binds_browsers(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(allowed_origins="https://news.example")
+    async with run_service(settings) as service:
+        assert await refusal(service, origin="https://evil.example") == (
+            1008,
+            "this origin is not allowed",
+        )
+        async with connect(service, origin="https://news.example") as client:
+            assert (await client.receive())["type"] == "hello"
+        async with connect(service) as client:  # no Origin: not a browser
+            assert (await client.receive())["type"] == "hello"
+
+
+async def test_metrics_can_require_a_token(make_settings: Callable[..., Settings]) -> None:
+    async with run_service(make_settings(metrics_token="m-token")) as service:
+        assert (await service.get("/metrics")).status_code == 401
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                service.http + "/metrics", headers={"Authorization": "Bearer m-token"}
+            )
+            assert response.status_code == 200
+            assert "seatcast_events_applied_total" in response.text
+
+
+async def test_an_embargoed_exit_poll_reaches_only_newsrooms_until_its_time(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis
+) -> None:
+    async with run_service(make_settings(token_secret=SECRET)) as service:
+        newsroom = {"Authorization": f"Bearer {token(embargo=True)}"}
+        async with (
+            connect(service) as public,
+            connect(service, additional_headers=newsroom) as desk,
+        ):
+            for client in (public, desk):
+                await client.receive()
+                await client.subscribe("national")
+                await client.receive()
+            until = datetime.now(UTC) + timedelta(seconds=2)
+            poll = {"type": "exit_poll", "seats": {"LAB": 410, "CON": 131}}
+            [entry] = await xadd(
+                redis, service.settings.stream, {**poll, "embargo_until": until.isoformat()}
+            )
+            seen = await desk.receive()
+            assert seen["patch"]["exit_poll"]["seats"]["LAB"] == 410
+            withheld = await public.receive()
+            assert withheld["seq"] == entry
+            assert "exit_poll" not in withheld["patch"]
+            assert "exit_poll" not in (await service.get("/api/national")).json()["data"]
+            async with httpx.AsyncClient() as client:
+                rest = await client.get(service.http + "/api/national", headers=newsroom)
+                assert rest.json()["data"]["exit_poll"]["seats"]["CON"] == 131
+            # At the embargo's time the public gets a fresh snapshot with the exit poll.
+            lifted = await public.receive()
+            assert lifted["type"] == "snapshot"
+            assert lifted["data"]["exit_poll"]["seats"]["LAB"] == 410
+            assert datetime.now(UTC) >= until
+            assert "exit_poll" in (await service.get("/api/national")).json()["data"]
+
+
+async def test_secrets_are_never_logged(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = make_settings(token_secret=SECRET, metrics_token="metrics-secret-value")
+    assert SECRET not in repr(settings)
+    assert "metrics-secret-value" not in repr(settings)
+    uvicorn_logger = logging.getLogger("uvicorn")  # it does not propagate to the root
+    async with run_service(settings) as service:
+        uvicorn_logger.addHandler(caplog.handler)  # after uvicorn configured its logging
+        client_token = token()
+        async with connect(
+            service, additional_headers={"Authorization": f"Bearer {client_token}"}
+        ) as client:
+            await client.receive()
+        await refusal(service, additional_headers={"Authorization": "Bearer not.a.token"})
+        query_token = token(sub="query")
+        async with websockets.connect(service.ws + f"?token={query_token}") as ws:
+            await ws.recv()
+        async with httpx.AsyncClient() as http:
+            await http.get(service.http + f"/api/national?token={query_token}")
+    uvicorn_logger.removeHandler(caplog.handler)
+    # What the service logs (the test's own clients log their requests, tokens and all).
+    logged = "\n".join(
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith(("seatcast", "uvicorn", "starlette", "redis"))
+    )
+    assert "/ws" in logged  # uvicorn did log the connections
+    for secret in (SECRET, client_token, query_token, "metrics-secret-value", "not.a.token"):
+        assert secret not in logged

@@ -217,3 +217,32 @@ async def test_secrets_are_never_logged(
     assert "/ws" in logged  # uvicorn did log the connections
     for secret in (SECRET, client_token, query_token, "metrics-secret-value", "not.a.token"):
         assert secret not in logged
+
+
+async def test_the_service_runs_with_the_minimal_acl_the_readme_documents(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis, redis_url: str
+) -> None:
+    settings = make_settings()
+    stream, rejected = settings.stream, settings.rejected
+    user = f"seatcast-test-{stream.split(':')[1]}"
+    await redis.execute_command(
+        "ACL", "SETUSER", user, "on", ">acl-test-password", "resetkeys", f"~{stream}",
+        f"~{rejected}", "resetchannels", "-@all", "+xread", "+xrange", "+xrevrange", "+xadd",
+        "+ping", "+hello",
+    )  # fmt: skip
+    try:
+        if redis_url.startswith("unix://"):
+            url = f"unix://{user}:acl-test-password@{redis_url.removeprefix('unix://')}"
+        else:
+            url = redis_url.replace("redis://", f"redis://{user}:acl-test-password@", 1)
+        async with run_service(make_settings(redis_url=url)) as service:
+            [good, bad] = await xadd(
+                redis, stream, {"type": "exit_poll", "seats": {"LAB": 1}}, "not json"
+            )
+            async with asyncio.timeout(TIMEOUT):
+                while await redis.xlen(rejected) < 1:
+                    await asyncio.sleep(0.02)
+            assert (await service.get("/readyz")).json()["seq"] == bad
+            assert (await service.get("/api/national")).json()["seq"] == good
+    finally:
+        await redis.execute_command("ACL", "DELUSER", user)

@@ -28,13 +28,15 @@ from service.core.election import Election, load_election
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally, constituency_channel
 from service.feed import Feed, FeedListener, Rejection
-from service.hub import Hub
+from service.hub import CLOSE_TRY_LATER, Hub
 from service.logs import redact_tokens
 from service.metrics import Metrics
 from service.settings import Settings
 
 log = logging.getLogger("seatcast")
 STATIC = Path(__file__).parent / "static"
+NOT_READY_WAIT = 10.0
+"""Seconds a websocket waits for a starting instance to catch up before 1013."""
 FLUSH_EVERY = 32
 """Within a large batch of stream entries (catching up, a burst), hand clients what they
 have every this many events, so that queues hold a slice of the burst and not all of it."""
@@ -52,6 +54,7 @@ class Runtime:
     feed: Feed = field(init=False)
     client: aioredis.Redis = field(init=False)
     access: Access = field(init=False)
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
     connected: bool = False
     _published: list[Seq] = field(default_factory=list)
@@ -137,6 +140,7 @@ class Runtime:
     def _ready(self) -> None:
         if not self.ready:
             self.ready = True
+            self.caught_up.set()
             self.metrics.ready.set(1)
 
     def _connected(self, connected: bool) -> None:
@@ -210,7 +214,16 @@ def request_grant(request: Request) -> Grant | Response:
         return error_response(401, "unauthorized", str(exc))
 
 
+def not_ready(request: Request) -> Response | None:
+    """Before the stream as it stood at start-up is applied, the state is partial: say so."""
+    if _runtime(request).ready:
+        return None
+    return error_response(503, "not_ready", "catching up with the stream; try again shortly")
+
+
 def channel_response(request: Request, channel: str, what: str) -> Response:
+    if (refusal := not_ready(request)) is not None:
+        return refusal
     grant = request_grant(request)
     if isinstance(grant, Response):
         return grant
@@ -261,6 +274,8 @@ async def constituency(request: Request) -> Response:
 
 
 async def constituencies(request: Request) -> Response:
+    if (refusal := not_ready(request)) is not None:
+        return refusal
     grant = request_grant(request)
     if isinstance(grant, Response):
         return grant
@@ -322,4 +337,14 @@ async def metrics(request: Request) -> Response:
 
 async def websocket(ws: WebSocket) -> None:
     runtime = _runtime(ws)
+    if not runtime.ready:
+        # A restarted instance must not show clients the partial state of its catch-up:
+        # hold the connection until it is ready, or tell the client to come back.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(NOT_READY_WAIT):
+                await runtime.caught_up.wait()
+        if not runtime.ready:
+            await ws.accept()
+            await ws.close(CLOSE_TRY_LATER, "catching up with the stream; try again shortly")
+            return
     await serve_websocket(ws, runtime.hub, runtime.settings.queue_bytes, runtime.access)

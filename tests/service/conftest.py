@@ -53,7 +53,9 @@ class RunningService:
 
 
 @contextlib.asynccontextmanager
-async def run_service(settings: Settings) -> AsyncIterator[RunningService]:
+async def run_service(
+    settings: Settings, *, wait_ready: bool = True
+) -> AsyncIterator[RunningService]:
     """Start the service in this event loop; yield once it is ready; stop it after."""
     config = uvicorn_config(settings, create_app(settings))
     config.log_level = "warning"
@@ -67,7 +69,7 @@ async def run_service(settings: Settings) -> AsyncIterator[RunningService]:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
-            while (await running.get("/readyz")).status_code != 200:
+            while wait_ready and (await running.get("/readyz")).status_code != 200:
                 await asyncio.sleep(0.02)
         yield running
     finally:

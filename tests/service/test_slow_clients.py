@@ -143,3 +143,21 @@ async def test_with_compression_on_messages_go_through_the_asgi_writer(
             [entry] = await xadd(redis, service.settings.stream, NIGHT_2024[1])
             delta = await client.receive()
             assert delta["seq"] == entry
+
+
+async def test_a_starting_instance_shows_no_one_its_partial_state(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis
+) -> None:
+    settings = make_settings()
+    ids = await xadd_many(redis, settings.stream, NIGHT_2024 + churn(20_000))
+    async with run_service(settings, wait_ready=False) as service:
+        # 20,000 entries take seconds to apply: this request comes long before that.
+        early = await service.get("/api/national")
+        assert early.status_code == 503
+        assert early.json()["error"] == "not_ready"
+        async with connect(service) as client:
+            hello = await client.receive()
+            assert hello["epoch"] == ids[0]
+            assert hello["seq"] == ids[-1]
+            await client.subscribe("national")
+            assert (await client.receive())["seq"] == ids[-1]

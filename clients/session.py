@@ -1,0 +1,399 @@
+"""The client side of the seatcast wire protocol as a pure state machine: no I/O, no clock.
+
+:class:`Session` takes each server message as a dict and returns the items an application
+sees (:class:`Update`, :class:`ConnectionState`, :class:`ErrorMessage`, :class:`Pong`); the
+requests it needs sent queue up for the caller. :mod:`clients.client` is the asyncio shell
+around it. Nothing from ``service/`` is imported: this speaks only the wire.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import json_merge_patch
+
+__all__ = [
+    "LOG_CHANNELS",
+    "ZERO",
+    "ConnectionState",
+    "ErrorMessage",
+    "Item",
+    "Message",
+    "Pong",
+    "Session",
+    "State",
+    "Update",
+]
+
+State: TypeAlias = dict[str, Any]
+Message: TypeAlias = dict[str, Any]
+
+LOG_CHANNELS = frozenset({"declarations"})
+"""Channels that are logs of events rather than states patched by deltas."""
+RECENT_KEPT = 50
+"""How many events the client keeps in a log channel's ``recent`` list."""
+ZERO = "0-0"
+"""The seq before any entry, and the epoch of a service whose stream is still empty."""
+_BARRIER = "seatcast-client-sync:"
+"""Prefix of the ping ids the client uses to learn that a subscribe has been fully answered."""
+
+
+# --- what iteration yields ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A channel changed (or was confirmed): its ``state`` after ``message`` was applied.
+
+    ``kind`` is ``snapshot``, ``delta``, ``event`` (the declarations log) or ``resumed``. For an
+    event, ``state`` is the event's data (kind, headline, the constituency's state); for every
+    other kind it is the channel's whole state. States are never mutated once handed out.
+    """
+
+    channel: str
+    kind: Literal["snapshot", "delta", "event", "resumed"]
+    seq: str
+    state: State
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """Where the connection stands, for a UI to show.
+
+    ``connecting`` before the first connection; ``live`` once every channel has its first
+    snapshot; ``reconnecting`` after a drop or a failed attempt (the detail says why, and
+    ``retry_in`` how long until the next try); ``resynced`` once every channel is whole again
+    after a reconnect, a gap or a new epoch (the detail says what was resumed and what was
+    sent afresh).
+    """
+
+    status: Literal["connecting", "live", "reconnecting", "resynced"]
+    detail: str = ""
+    retry_in: float | None = None
+    """Seconds until the next connection attempt, when one is scheduled."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    """The server refused a request (``type: error``); the connection stays open."""
+
+    code: str
+    text: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to :meth:`SeatcastClient.ping`; ``rtt`` in seconds when it was timed."""
+
+    id: Any
+    rtt: float | None
+    message: Message
+
+
+Item: TypeAlias = Update | ConnectionState | ErrorMessage | Pong
+
+
+# --- the protocol's bookkeeping, without I/O -------------------------------------------------
+
+
+def _order(seq: str) -> tuple[int, int]:
+    """A stream entry ID as an ordered pair (never compare them as text); ValueError if bad."""
+    ms, sep, n = seq.partition("-")
+    if not sep or not ms.isdigit() or not n.isdigit():
+        raise ValueError(f"not a stream entry ID: {seq!r}")
+    return int(ms), int(n)
+
+
+@dataclass(slots=True)
+class _Channel:
+    seq: str | None = None
+    """The seq of the last message applied; None before the first snapshot."""
+    state: State | None = None
+    waiting: bool = True
+    """A subscribe is unanswered: deltas are not applied until its snapshot or resumed."""
+    barrier: str | None = None
+    """The barrier ping after the subscribe this channel waits on."""
+
+
+@dataclass(slots=True)
+class _Sync:
+    """One subscribe in flight, closed by the pong to the barrier ping sent after it."""
+
+    channels: frozenset[str]
+    resumed: set[str] = field(default_factory=set)
+    snapshots: set[str] = field(default_factory=set)
+    reason: str = ""
+
+
+class Session:
+    """The client side of the protocol as a pure state machine.
+
+    Call :meth:`receive` with each decoded server message; it returns the items to hand to the
+    application and queues requests, which the caller must send in order: take them with
+    :meth:`take_requests` after every call to ``receive``, ``subscribe``, ``unsubscribe`` and
+    ``ping``; after ``receive``, :meth:`take_drop` says when to close the connection and try
+    again later instead. Call :meth:`connection_lost` when the socket goes; the next ``hello``
+    resubscribes every channel with ``since`` and ``epoch``.
+    """
+
+    def __init__(
+        self,
+        channels: Iterable[str],
+        *,
+        since: Mapping[str, str] | None = None,
+        epoch: str | None = None,
+    ) -> None:
+        """``since`` resumes log channels (``declarations``) from saved seqs; ``epoch`` is the
+        epoch those seqs belong to (None: trust the first ``hello``). State channels always
+        start from a snapshot: there is no state to patch. Raises ValueError otherwise."""
+        self.epoch = epoch
+        self.connected = False
+        self._channels: dict[str, _Channel] = {name: _Channel() for name in channels}
+        for name, seq in (since or {}).items():
+            if name not in LOG_CHANNELS:
+                raise ValueError(f"'since' resumes log channels only, not {name!r}")
+            _order(seq)
+            self._channels[name] = _Channel(seq=seq, state={"recent": []})
+        self._requests: list[Message] = []
+        self._drop: str | None = None
+        self._syncs: dict[str, _Sync] = {}
+        self._next_id = 0
+        self._ever_live = False
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self._channels)
+
+    def state(self, channel: str) -> State | None:
+        """The channel's state (for a log, ``{"recent": [...]}``), or None if not held."""
+        tracked = self._channels.get(channel)
+        return None if tracked is None else tracked.state
+
+    def seq(self, channel: str) -> str | None:
+        tracked = self._channels.get(channel)
+        return None if tracked is None else tracked.seq
+
+    def take_requests(self) -> list[Message]:
+        requests, self._requests = self._requests, []
+        return requests
+
+    def take_drop(self) -> str | None:
+        """Why the connection should be dropped and tried again later, or None to keep it."""
+        drop, self._drop = self._drop, None
+        return drop
+
+    # --- the application's requests --------------------------------------------------------
+
+    def subscribe(self, channels: Iterable[str]) -> None:
+        new = [name for name in dict.fromkeys(channels) if name not in self._channels]
+        for name in new:
+            self._channels[name] = _Channel()
+        if new and self.connected:
+            self._subscribe(new, "subscribed")
+
+    def unsubscribe(self, channels: Iterable[str]) -> None:
+        gone = [name for name in dict.fromkeys(channels) if self._channels.pop(name, None)]
+        if gone and self.connected:
+            self._requests.append({"op": "unsubscribe", "channels": gone})
+
+    def ping(self) -> int | None:
+        """Queue an application ping; returns its id, or None when not connected."""
+        if not self.connected:
+            return None
+        self._next_id += 1
+        self._requests.append({"op": "ping", "id": self._next_id})
+        return self._next_id
+
+    # --- the connection --------------------------------------------------------------------
+
+    def connection_lost(self) -> None:
+        self.connected = False
+        self._drop = None
+        self._syncs.clear()
+        self._requests.clear()
+        for tracked in self._channels.values():
+            tracked.waiting = True
+
+    def receive(self, message: Message) -> list[Item]:
+        """Apply one server message; returns what the application should see, in order."""
+        kind = message.get("type")
+        if kind == "hello":
+            return self._hello(message)
+        if kind == "error":
+            code, text = str(message.get("code", "")), str(message.get("message", ""))
+            return [ErrorMessage(code, text, message)]
+        if kind == "pong":
+            return self._pong(message)
+        channel = message.get("channel")
+        tracked = self._channels.get(channel) if isinstance(channel, str) else None
+        seq = message.get("seq")
+        if tracked is None or not isinstance(channel, str) or not isinstance(seq, str):
+            return []  # a channel since unsubscribed, or a frame this client does not know
+        if kind == "snapshot":
+            return self._snapshot(channel, tracked, seq, message)
+        if kind == "resumed":
+            return self._resumed(channel, tracked, seq, message)
+        if kind in ("delta", "event"):
+            return self._change(channel, tracked, seq, message)
+        return []
+
+    def _hello(self, message: Message) -> list[Item]:
+        epoch = str(message.get("epoch"))
+        if not self.connected and epoch == ZERO and self.epoch not in (None, ZERO):
+            if any(t.seq not in (None, ZERO) for t in self._channels.values()):
+                # An instance that has not read the stream yet knows no epoch: its state
+                # is older than this client's. Come back later rather than go backwards.
+                self._drop = "the service has not read the stream yet"
+                return []
+        begun_again = self.epoch is not None and epoch != self.epoch and not self._adopted(epoch)
+        self.epoch = epoch
+        if begun_again:
+            # The stream was deleted and begun again: every seq held belongs to a dead epoch.
+            for name in self._channels:
+                self._channels[name] = _Channel()
+        if self.connected:
+            # A hello on a live connection: the server sends fresh snapshots of every
+            # channel unprompted; the barrier only tells when they are all in.
+            if begun_again:
+                barrier = self._barrier(frozenset(self._channels), f"new epoch {epoch}")
+                for tracked in self._channels.values():
+                    tracked.barrier = barrier
+            return []
+        self.connected = True
+        if self._channels:
+            reason = f"new epoch {epoch}" if begun_again else "reconnected"
+            self._subscribe(list(self._channels), reason)
+        elif not self._ever_live:
+            self._ever_live = True
+            return [ConnectionState("live", "connected, no channels yet")]
+        return []
+
+    def _adopted(self, epoch: str) -> bool:
+        """Whether ``epoch`` is the first entry of the stream this client saw while it was empty.
+
+        A service on an empty stream says epoch ``0-0`` and takes the first entry's ID as its
+        epoch without a new hello; a client that held ``0-0`` learns it only on reconnecting.
+        Its seqs then all come at or after the new epoch; a stream begun again afresh would
+        start after them.
+        """
+        if self.epoch != ZERO:
+            return False
+        try:
+            start = _order(epoch)
+            return all(
+                t.seq in (None, ZERO) or _order(t.seq) >= start for t in self._channels.values()
+            )
+        except ValueError:
+            return False
+
+    def _subscribe(self, channels: list[str], reason: str) -> None:
+        request: Message = {"op": "subscribe", "channels": channels}
+        since = {
+            name: tracked.seq
+            for name in channels
+            if (tracked := self._channels[name]).seq is not None and tracked.state is not None
+        }
+        if since and self.epoch is not None:
+            request["since"] = since
+            request["epoch"] = self.epoch
+        self._requests.append(request)
+        barrier = self._barrier(frozenset(channels), reason)
+        for name in channels:
+            self._channels[name].waiting = True
+            self._channels[name].barrier = barrier
+
+    def _barrier(self, channels: frozenset[str], reason: str) -> str:
+        # Requests are answered in order, so the pong to this ping comes after every
+        # snapshot, resumed backlog or error that the subscribe before it produced.
+        self._next_id += 1
+        barrier = f"{_BARRIER}{self._next_id}"
+        self._syncs[barrier] = _Sync(channels, reason=reason)
+        self._requests.append({"op": "ping", "id": barrier})
+        return barrier
+
+    def _pong(self, message: Message) -> list[Item]:
+        ping_id = message.get("id")
+        if not (isinstance(ping_id, str) and ping_id.startswith(_BARRIER)):
+            return [Pong(ping_id, None, message)]
+        sync = self._syncs.pop(ping_id, None)
+        if sync is None:
+            return []
+        held = {
+            name: self._channels[name] for name in sorted(sync.channels) if name in self._channels
+        }
+        refused = [name for name, t in held.items() if t.waiting and t.barrier == ping_id]
+        answered = [name for name, t in held.items() if not t.waiting]
+        for name in refused:
+            del self._channels[name]  # the server said why, in an error before this pong
+        if not self._ever_live:
+            self._ever_live = True
+            detail = f"{len(answered)} channel{'' if len(answered) == 1 else 's'}"
+            if refused:
+                detail += f"; refused: {', '.join(refused)}"
+            return [ConnectionState("live", detail)]
+        if sync.reason == "subscribed":
+            return []  # channels added to a live connection: nothing was out of date
+        parts = [sync.reason]
+        if sync.resumed:
+            parts.append(f"resumed {', '.join(sorted(sync.resumed))}")
+        if sync.snapshots:
+            parts.append(f"fresh snapshot of {', '.join(sorted(sync.snapshots))}")
+        if refused:
+            parts.append(f"refused: {', '.join(refused)}")
+        return [ConnectionState("resynced", "; ".join(parts))]
+
+    def _note(self, channel: str, outcome: Literal["resumed", "snapshot"]) -> None:
+        for sync in self._syncs.values():
+            if channel in sync.channels:
+                (sync.resumed if outcome == "resumed" else sync.snapshots).add(channel)
+
+    def _snapshot(self, channel: str, tracked: _Channel, seq: str, message: Message) -> list[Item]:
+        data = message.get("data")
+        if not isinstance(data, dict):
+            return []
+        tracked.seq, tracked.state, tracked.waiting = seq, data, False
+        self._note(channel, "snapshot")
+        return [Update(channel, "snapshot", seq, data, message)]
+
+    def _resumed(self, channel: str, tracked: _Channel, seq: str, message: Message) -> list[Item]:
+        if tracked.state is None or seq != tracked.seq:
+            # Not the point this client asked to resume from: start the channel afresh.
+            self._channels[channel] = _Channel()
+            self._subscribe([channel], f"{channel} resumed at an unexpected seq")
+            return []
+        tracked.waiting = False
+        self._note(channel, "resumed")
+        return [Update(channel, "resumed", seq, tracked.state, message)]
+
+    def _change(self, channel: str, tracked: _Channel, seq: str, message: Message) -> list[Item]:
+        if tracked.waiting or tracked.seq is None or tracked.state is None:
+            return []  # a snapshot or resumed backlog is on its way and covers this
+        if message.get("prev") != tracked.seq:
+            try:
+                stale = _order(seq) <= _order(tracked.seq)
+            except ValueError:
+                stale = False
+            if not stale:
+                # A gap: never apply this; ask for what was missed after the last good seq.
+                self._subscribe([channel], f"gap on {channel} after {tracked.seq}")
+            return []
+        if message.get("type") == "event":
+            data = message.get("data")
+            if not isinstance(data, dict):
+                return []
+            recent = [*tracked.state.get("recent", []), data][-RECENT_KEPT:]
+            tracked.seq, tracked.state = seq, {**tracked.state, "recent": recent}
+            return [Update(channel, "event", seq, data, message)]
+        patch = message.get("patch")
+        # merge() edits its target in place: patch a copy, so states already handed out
+        # stay as they were.
+        state: State = json_merge_patch.merge(copy.deepcopy(tracked.state), patch)
+        tracked.seq, tracked.state = seq, state
+        return [Update(channel, "delta", seq, state, message)]

@@ -61,7 +61,7 @@ async function main() {
     },
   });
 
-  const banner = new Banner($("#banner"), election, grouping(params, parties));
+  const banner = new Banner($("#banner"), grouping(params, parties));
   live.watch("national", (message) => {
     banner.render(message.state);
     $("#updated").textContent = message.seq === "0-0" ? "" : `updated ${seqTime(message.seq)}`;

@@ -6,6 +6,7 @@ import { applyMergePatch } from "./merge.js";
 const BACKOFF_START_MS = 500;
 const BACKOFF_CAP_MS = 5000;
 const HEARTBEAT_MS = 15000; // an app-level ping: the browser hides the server's own pings
+const PONG_WAIT_MS = 10000;
 const RESYNCED_SHOW_MS = 6000;
 
 // Stream entry IDs ("1720148400000-0") compared as numbers, never as text.
@@ -26,6 +27,7 @@ export class Live {
     this.attempt = 0;
     this.everConnected = false;
     this.reconnecting = false;
+    this.helloSeen = false;
     this.pingId = 0;
     this.timers = {};
   }
@@ -64,6 +66,7 @@ export class Live {
     if (this.socket !== socket) return;
     clearInterval(this.timers.heartbeat);
     clearTimeout(this.timers.pong);
+    this.timers.pong = null;
     this.socket = null;
     this.helloSeen = false;
     this.reconnecting = true;
@@ -83,7 +86,7 @@ export class Live {
 
   handlers = {
     hello(message) {
-      const sameEpoch = this.epoch === message.epoch;
+      const previousEpoch = this.epoch;
       this.epoch = message.epoch;
       if (this.helloSeen) {
         // The stream was begun again: the server sends fresh snapshots by itself.
@@ -95,14 +98,15 @@ export class Live {
       this.attempt = 0;
       this.startHeartbeat();
       if (this.channels.size === 0) return this.settled();
+      // Ask to resume from what we hold, naming the epoch it came from; the server answers
+      // `resumed` where it can and a snapshot where it cannot (another epoch, say).
       const since = {};
       for (const [channel, entry] of this.channels) {
         entry.waiting = true;
-        if (sameEpoch && entry.seq !== null) since[channel] = entry.seq;
-        else entry.seq = null;
+        if (entry.seq !== null && previousEpoch !== null) since[channel] = entry.seq;
       }
       const request = { op: "subscribe", channels: [...this.channels.keys()] };
-      if (Object.keys(since).length) Object.assign(request, { since, epoch: this.epoch });
+      if (Object.keys(since).length) Object.assign(request, { since, epoch: previousEpoch });
       this.send(request);
     },
 
@@ -140,6 +144,7 @@ export class Live {
 
     pong() {
       clearTimeout(this.timers.pong);
+      this.timers.pong = null;
     },
   };
 
@@ -165,13 +170,14 @@ export class Live {
 
   settled() {
     if ([...this.channels.values()].some((entry) => entry.waiting)) return;
-    if (!this.reconnecting) {
+    if (!this.reconnecting || !this.everConnected) {
+      // The first time in (even after failed attempts) is simply live.
       if (!this.everConnected) this.status("live");
       this.everConnected = true;
+      this.reconnecting = false;
       return;
     }
     this.reconnecting = false;
-    this.everConnected = true;
     this.status("resynced");
     clearTimeout(this.timers.resynced);
     this.timers.resynced = setTimeout(() => {
@@ -182,15 +188,15 @@ export class Live {
   startHeartbeat() {
     clearInterval(this.timers.heartbeat);
     this.timers.heartbeat = setInterval(() => {
+      if (this.timers.pong) return; // the last ping is still unanswered
       this.pingId += 1;
       this.send({ op: "ping", id: this.pingId });
-      clearTimeout(this.timers.pong);
-      // No answer in time: the connection is dead though no close arrived.
       const socket = this.socket;
+      // No answer in time: the connection is dead though no close arrived.
       this.timers.pong = setTimeout(() => {
         this.dropped(socket);
         socket.close();
-      }, HEARTBEAT_MS);
+      }, PONG_WAIT_MS);
     }, HEARTBEAT_MS);
   }
 

@@ -20,9 +20,8 @@ function partyStyle(parties, code) {
 // --- the results banner ---------------------------------------------------------------
 
 export class Banner {
-  constructor(root, election, grouping) {
+  constructor(root, grouping) {
     this.root = root;
-    this.election = election;
     this.groups = grouping.groups;
     this.rows = new Map();
     this.segments = new Map();
@@ -103,10 +102,10 @@ export class Banner {
     const poll = national.exit_poll;
     this.exitPoll.hidden = !poll;
     if (!poll) return;
+    // The projection grouped the way the banner groups the results.
+    const projected = Object.fromEntries(Object.entries(poll.seats).map(([code, seats]) => [code, { seats }]));
     const parts = this.groups
-      .map((group) => [group.name, groupTotals(group, Object.fromEntries(
-        Object.entries(poll.seats).map(([code, seats]) => [code, { seats }]),
-      )).seats])
+      .map((group) => [group.name, groupTotals(group, projected).seats])
       .filter(([, seats]) => seats > 0)
       .map(([name, seats]) => `${name} ${count(seats)}`);
     this.exitPoll.textContent = `Exit poll: ${parts.join(" \u00b7 ")}`;

@@ -15,11 +15,20 @@ const STATUS_LABELS = {
   resynced: "Resynced",
 };
 
+// Where the service requires subscriber tokens, open the page as /?token=... : the token
+// goes with every request and the websocket (browsers cannot set headers on a websocket).
+const token = params.get("token");
+
+function withToken(url) {
+  if (token) url.searchParams.set("token", token);
+  return url;
+}
+
 // GET a JSON document relative to the page, retrying (with backoff) until the service answers.
 async function getJSON(path) {
   for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
     try {
-      const response = await fetch(new URL(path, document.baseURI));
+      const response = await fetch(withToken(new URL(path, document.baseURI)));
       if (response.ok) return await response.json();
     } catch {
       // the service is not up yet: try again
@@ -29,7 +38,7 @@ async function getJSON(path) {
 }
 
 function socketUrl() {
-  const url = new URL("ws", document.baseURI);
+  const url = withToken(new URL("ws", document.baseURI));
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.href;
 }

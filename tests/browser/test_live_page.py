@@ -10,10 +10,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
 import httpx
+import jwt
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -21,7 +23,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS, eventually
 from tests.conftest import TIMEOUT
-from tests.service.conftest import NIGHT_2024, RunningService, xadd
+from tests.service.conftest import NIGHT_2024, RunningService, run_service, xadd
 
 pytestmark = pytest.mark.browser
 
@@ -383,3 +385,15 @@ async def test_screenshots_at_studio_and_phone_widths(
         assert scroll_width <= width, f"{name}: the page is {scroll_width}px wide"
         await page.wait_for_timeout(700)  # let the seat bar's transition finish
         await page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+async def test_where_tokens_are_required_the_page_brings_the_one_in_its_address(
+    make_settings: Callable[..., Any], open_page: OpenPage
+) -> None:
+    secret = "browser-test-secret-0123456789abcdef"
+    settings = make_settings(token_secret=secret, require_token=True)
+    token = jwt.encode({"exp": int(time.time()) + 600}, secret, algorithm="HS256")
+    async with run_service(settings) as service:
+        page = await open_page(f"{service.http}/?token={token}")
+        await expect(page.locator("#seats-to-go")).to_have_text("650 seats to go")
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import TIMEOUT
+from tests.service.conftest import NIGHT_2024
 
 
 def free_port() -> int:
@@ -95,7 +97,7 @@ async def test_with_no_redis_url_it_runs_its_own_redis_and_stops_it_on_sigterm()
 
 @pytest.mark.slow
 async def test_sigterm_closes_every_client_with_1012_and_exits_within_five_seconds(
-    redis_url: str, stream_key: str
+    redis_url: str, stream_key: str, redis: aioredis.Redis
 ) -> None:
     with service_process({"REDIS_URL": redis_url, "SEATCAST_STREAM": stream_key}) as (
         process,
@@ -103,13 +105,22 @@ async def test_sigterm_closes_every_client_with_1012_and_exits_within_five_secon
     ):
         await wait_ready(port)
         async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(subscribed(port)) for _ in range(20)]
+            clients = [await stack.enter_async_context(subscribed(port)) for _ in range(50)]
+
+            async def load() -> None:  # the night goes on while the service stops
+                for line in NIGHT_2024:
+                    await redis.xadd(stream_key, {"event": line})
+                    await asyncio.sleep(0.002)
+
+            feeding = asyncio.create_task(load())
+            await asyncio.sleep(0.3)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
             codes = await asyncio.gather(*(closed_code(ws) for ws in clients))
             assert set(codes) <= {1001, 1012}
             await asyncio.to_thread(process.wait, 5)
             assert time.monotonic() - started < 5
+            feeding.cancel()
 
 
 async def test_a_bad_election_file_is_a_clear_error(tmp_path: Path) -> None:

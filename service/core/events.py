@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, TypeGuard
 
 import orjson
@@ -18,6 +19,14 @@ import orjson
 from service.core.election import Election
 
 STATUSES = ("counting", "recount", "awaiting")
+
+MAX_VOTES = 10**12
+"""The most votes one seat can count, all candidates together.
+
+More than there are people, and small enough that every total the tally keeps fits the
+64-bit integers of JSON encoders (and, up to 9,000 seats, the 2**53 of JavaScript clients):
+a feed that sends 2**64 - 1 votes is refused here rather than failing when sent on.
+"""
 
 
 class InvalidEvent(ValueError):
@@ -141,9 +150,10 @@ class _Checker:
 
     def constituency(self, document: dict[str, Any]) -> str:
         seat = self.text(document, "constituency")
-        if seat not in self.election.constituencies:
+        known = self.election.constituencies.get(seat)
+        if known is None:
             raise self.fail(f"unknown constituency {seat!r}")
-        return seat
+        return known.id  # the definition's own string, as with party codes
 
     def party(self, document: dict[str, Any], where: str) -> str:
         party = self.text(document, "party", where)
@@ -157,25 +167,42 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
     raw = document.get("candidates")
     if not isinstance(raw, list) or not raw:
         raise check.fail("'candidates' must be a non-empty list of {name, party, votes}")
+    parties = check.election.parties
     candidates: list[Candidate] = []
     seen: set[tuple[str, str]] = set()
+    total = 0
     for number, entry in enumerate(raw, start=1):
-        where = f"candidate {number}: "
-        if not isinstance(entry, dict):
-            raise check.fail(f"candidate {number} must be an object with name, party and votes")
-        name = check.text(entry, "name", where)
-        party = check.party(entry, where)
-        votes = entry.get("votes")
-        if not _is_int(votes):
-            raise check.fail(f"candidate {number} has non-integer votes {votes!r}")
-        if votes < 0:
-            raise check.fail(f"candidate {number} has negative votes")
+        # Nearly every candidate is plainly valid: test that in one go, and go through the
+        # checks one by one (for the reason) only when it fails.
+        if type(entry) is dict:
+            name, party, votes = entry.get("name"), entry.get("party"), entry.get("votes")
+            known = parties.get(party) if type(party) is str else None
+            if (
+                known is not None
+                and type(name) is str
+                and type(votes) is int
+                and 0 <= votes <= MAX_VOTES
+                and name.strip()
+                and known.code.strip()
+            ):
+                # The definition's own string: the tally's many lookups by party code then
+                # match by identity.
+                party = known.code
+            else:
+                name, party, votes = _candidate(check, number, entry)
+        else:
+            name, party, votes = _candidate(check, number, entry)
         if (name, party) in seen:
             raise check.fail(f"candidate {number} ({name}, {party}) is listed twice")
         seen.add((name, party))
         candidates.append(Candidate(name, party, votes))
-    ranked = tuple(sorted(candidates, key=lambda c: -c.votes))
-    top = [c for c in ranked if c.votes == ranked[0].votes]
+        total += votes
+    if total > MAX_VOTES:
+        raise check.fail(f"the candidates' votes add up to {total:,}, over {MAX_VOTES:,}")
+    # Stable: candidates tied on votes keep the feed's order.
+    ranked = tuple(sorted(candidates, key=_by_votes, reverse=True))
+    tied = len(ranked) > 1 and ranked[1].votes == ranked[0].votes
+    top = [c for c in ranked if c.votes == ranked[0].votes] if tied else [ranked[0]]
     named = document.get("winner")
     if named is None:
         if len(top) > 1:
@@ -200,6 +227,26 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
         electorate=check.optional_int(document, "electorate"),
         revision=check.optional_int(document, "revision"),
     )
+
+
+def _candidate(check: _Checker, number: int, entry: object) -> tuple[str, str, int]:
+    """A candidate's name, party and votes, checked one by one; raises with the reason."""
+    if not isinstance(entry, dict):
+        raise check.fail(f"candidate {number} must be an object with name, party and votes")
+    where = f"candidate {number}: "
+    name = check.text(entry, "name", where)
+    party = check.party(entry, where)
+    votes = entry.get("votes")
+    if not _is_int(votes):
+        raise check.fail(f"candidate {number} has non-integer votes {votes!r}")
+    if votes < 0:
+        raise check.fail(f"candidate {number} has negative votes")
+    if votes > MAX_VOTES:
+        raise check.fail(f"candidate {number} has {votes:,} votes, over {MAX_VOTES:,}")
+    return name, party, votes
+
+
+_by_votes = attrgetter("votes")
 
 
 def _flash(check: _Checker, document: dict[str, Any]) -> Flash:

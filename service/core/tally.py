@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import json_merge_patch
 
-from service.core.election import Election
+from service.core.election import Area, Constituency, Election
 from service.core.events import (
     Declaration,
     Event,
@@ -30,12 +30,12 @@ from service.core.views import (
     SeatRecord,
     State,
     Totals,
-    area_patch,
     area_state,
     constituency_state,
     iso_from_ms,
-    national_patch,
     national_state,
+    update_area,
+    update_national,
 )
 
 NATIONAL = "national"
@@ -66,8 +66,26 @@ class Applied:
     stale: bool = False
 
 
+_STALE = Applied(stale=True)
+_NOTHING = Applied()
+
+
 def constituency_channel(seat_id: str) -> str:
     return f"constituency:{seat_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where one seat's result goes: its channels, and its region's and nation's totals."""
+
+    seat: Constituency
+    channel: str
+    region: Area
+    region_channel: str
+    region_totals: Totals
+    nation: Area
+    nation_channel: str
+    nation_totals: Totals
 
 
 class Tally:
@@ -83,6 +101,19 @@ class Tally:
         self._nations = {slug: Totals(parties) for slug in election.nations}
         self._exit_poll: State | None = None
         self._recent: deque[State] = deque(maxlen=RECENT_DECLARATIONS)
+        self._routes = {
+            seat_id: _Route(
+                seat=seat,
+                channel=constituency_channel(seat_id),
+                region=election.regions[seat.region_slug],
+                region_channel=f"region:{seat.region_slug}",
+                region_totals=self._regions[seat.region_slug],
+                nation=election.nations[seat.nation_slug],
+                nation_channel=f"nation:{seat.nation_slug}",
+                nation_totals=self._nations[seat.nation_slug],
+            )
+            for seat_id, seat in election.constituencies.items()
+        }
         self._states: dict[str, State] = self._compute_states()
         self._channel_seqs: dict[str, Seq] = dict.fromkeys(self._states, ZERO)
         self._channel_seqs[DECLARATIONS] = ZERO
@@ -142,71 +173,73 @@ class Tally:
             # Kept in the state: the service withholds the exit poll from clients without
             # embargo rights until then (the tally itself knows no clocks).
             self._exit_poll["embargo_until"] = event.embargo_until
-        patch: State = {}
-        current = self._states[NATIONAL].get("exit_poll")
+        national = self._states[NATIONAL]
+        current = national.get("exit_poll")
         if current is None:
-            patch["exit_poll"] = self._exit_poll
+            patch: State = {"exit_poll": self._exit_poll}
         elif current != self._exit_poll:
-            patch["exit_poll"] = json_merge_patch.create_patch(current, self._exit_poll)
-        change = self._patch(NATIONAL, seq, patch)
-        return Applied((change,) if change else ())
+            patch = {"exit_poll": json_merge_patch.create_patch(current, self._exit_poll)}
+        else:
+            return _NOTHING
+        # Rare, and free-form (a new poll may drop a party): the library applies it.
+        json_merge_patch.merge(national, patch)
+        return Applied((self._stamp(NATIONAL, seq, patch),))
 
     def _apply_seat_event(self, seq: Seq, event: SeatEvent) -> Applied:
         seat_id = event.constituency
         old = self._seats[seat_id]
-        if event.revision is not None and old.revision is not None:
-            if event.revision <= old.revision:
-                return Applied(stale=True)
-        revision = old.revision if event.revision is None else event.revision
-        transition = self._transition(seq, old, event)
+        revision = event.revision
+        if revision is None:
+            revision = old.revision
+        elif old.revision is not None and revision <= old.revision:
+            return _STALE
+        transition = self._transition(seq, old, event, revision)
         if transition is None:
-            return Applied(stale=True)
+            return _STALE
         new, kind = transition
-        new = replace(new, revision=revision)
         self._seats[seat_id] = new
         if new.same_result(old):
-            return Applied()
+            return _NOTHING
 
-        seat = self.election.constituencies[seat_id]
-        region, nation = seat.region_slug, seat.nation_slug
-        for totals in (self._national, self._regions[region], self._nations[nation]):
-            totals.add(old, seat.previous, -1)
-            totals.add(new, seat.previous)
-        channel = constituency_channel(seat_id)
-        before = self._states[channel]
-        national = self._states[NATIONAL]
-        region_channel, nation_channel = f"region:{region}", f"nation:{nation}"
-        refreshed = [
-            self._replace(channel, seq, constituency_state(seat, new)),
-            self._patch(NATIONAL, seq, national_patch(self.election, self._national, national)),
-            self._patch(
-                region_channel,
-                seq,
-                area_patch(
-                    self.election.regions[region],
-                    self._regions[region],
-                    self._states[region_channel],
-                ),
+        route = self._routes[seat_id]
+        previous = route.seat.previous
+        for totals in (self._national, route.region_totals, route.nation_totals):
+            totals.add(old, previous, -1)
+            totals.add(new, previous)
+        states = self._states
+        before = states[route.channel]
+        states[route.channel] = constituency_state(route.seat, new)
+        # Seat states are small: rebuilt and diffed. The others are large and updated in
+        # place from the running totals; ``recompute`` checks that the two ways agree.
+        patches = (
+            (route.channel, json_merge_patch.create_patch(before, states[route.channel])),
+            (NATIONAL, update_national(self.election, self._national, states[NATIONAL])),
+            (
+                route.region_channel,
+                update_area(route.region, route.region_totals, states[route.region_channel]),
             ),
-            self._patch(
-                nation_channel,
-                seq,
-                area_patch(
-                    self.election.nations[nation],
-                    self._nations[nation],
-                    self._states[nation_channel],
-                ),
+            (
+                route.nation_channel,
+                update_area(route.nation, route.nation_totals, states[route.nation_channel]),
             ),
-        ]
-        changes = [change for change in refreshed if change is not None]
+        )
+        changes = []
+        seqs = self._channel_seqs
+        for channel, patch in patches:
+            if patch:
+                changes.append(Change(channel, seq, seqs[channel], patch))
+                seqs[channel] = seq
         if kind is not None:
             changes.append(self._declare(seq, kind, event, before))
         return Applied(tuple(changes))
 
     def _transition(
-        self, seq: Seq, old: SeatRecord, event: SeatEvent
+        self, seq: Seq, old: SeatRecord, event: SeatEvent, revision: int | None
     ) -> tuple[SeatRecord, str | None] | None:
-        """The seat's next record and the declarations ``kind``, or None to ignore the event."""
+        """The seat's next record (at ``revision``) and the declarations ``kind``.
+
+        None to ignore the event; raises InvalidEvent to refuse it.
+        """
         seat_id = event.constituency
         if isinstance(event, Declaration):
             was_declared = old.status == "declared"
@@ -216,7 +249,7 @@ class Tally:
             electorate = event.electorate
             if electorate is None:
                 # Resolved here so that a resend that leaves it out is not a correction.
-                electorate = self.election.constituencies[seat_id].electorate
+                electorate = self._routes[seat_id].seat.electorate
             new = SeatRecord(
                 status="declared",
                 winner_name=event.winner.name,
@@ -224,13 +257,14 @@ class Tally:
                 declaration=event,
                 declared_at=declared_at,
                 electorate=electorate,
-                corrections=old.corrections,
+                revision=revision,
+                corrections=old.corrections + int(was_declared),
             )
             if not was_declared:
                 return new, "declaration"
             if new.same_result(old):
-                return old, None
-            return replace(new, corrections=old.corrections + 1), "correction"
+                return _revised(old, revision), None
+            return new, "correction"
         if isinstance(event, Flash):
             if old.status == "declared":
                 return None  # a flash never overwrites the full result
@@ -238,6 +272,7 @@ class Tally:
                 status="flash",
                 winner_name=event.winner_name,
                 winner_party=event.winner_party,
+                revision=revision,
                 corrections=old.corrections,
             )
             return new, "flash"
@@ -247,17 +282,17 @@ class Tally:
                     f"entry {seq}: constituency {seat_id} has a {old.status} result; "
                     f"retract it before setting status {event.status!r}"
                 )
-            return replace(old, status=event.status), None
+            return replace(old, status=event.status, revision=revision), None
         if isinstance(event, Retraction):
             if old.winner_party is None:
                 # No result to withdraw, so nothing to announce; a status set in error (a
                 # recount that was not) goes back to awaiting like any retracted seat.
-                return replace(old, status="awaiting"), None
-            return SeatRecord(corrections=old.corrections), "retraction"
+                return replace(old, status="awaiting", revision=revision), None
+            return SeatRecord(revision=revision, corrections=old.corrections), "retraction"
         raise TypeError(f"not a seat event: {event!r}")
 
     def _declare(self, seq: Seq, kind: str, event: SeatEvent, before: State) -> Change:
-        seat_state = self._states[constituency_channel(event.constituency)]
+        seat_state = self._states[self._routes[event.constituency].channel]
         reason = event.reason if isinstance(event, Retraction) else None
         data: State = {
             "seq": str(seq),
@@ -274,29 +309,10 @@ class Tally:
         self._channel_seqs[DECLARATIONS] = seq
         return Change(DECLARATIONS, seq, prev, event=data)
 
-    def _replace(self, channel: str, seq: Seq, state: State) -> Change | None:
-        """Swap in a freshly built state; the change is the diff (small states only)."""
-        patch: State = json_merge_patch.create_patch(self._states[channel], state)
-        if not patch:
-            return None
-        self._states[channel] = state
-        return self._stamp(channel, seq, patch)
-
-    def _patch(self, channel: str, seq: Seq, patch: State) -> Change | None:
-        """Apply a patch computed from running totals to the channel's state, in place.
-
-        Large states are patched rather than rebuilt and diffed: that is most of the
-        tally's speed. ``recompute`` checks that the two ways agree.
-        """
-        if not patch:
-            return None
-        json_merge_patch.merge(self._states[channel], patch)
-        return self._stamp(channel, seq, patch)
-
     def _stamp(self, channel: str, seq: Seq, patch: State) -> Change:
         prev = self._channel_seqs[channel]
         self._channel_seqs[channel] = seq
-        return Change(channel, seq, prev, patch=patch)
+        return Change(channel, seq, prev, patch)
 
     # --- computing states ----------------------------------------------------------------
 
@@ -322,3 +338,7 @@ class Tally:
                 election.constituencies[seat_id], record
             )
         return states
+
+
+def _revised(record: SeatRecord, revision: int | None) -> SeatRecord:
+    return record if record.revision == revision else replace(record, revision=revision)

@@ -1,12 +1,11 @@
 """Building each channel's state (a plain JSON-ready dict) from the tally's records.
 
 State never holds None: a field with no value is left out, because in a merge patch null
-means "remove". Shares and turnout are percentages rounded to two decimals.
+means "remove". Shares and turnout are percentages to two decimals, rounded halves up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,7 +63,9 @@ class Totals:
     valid_votes: int = 0
     declared: int = 0
     touched: set[str] = field(default_factory=set)
-    """Parties whose counts changed since the last ``patch_parties``."""
+    """Parties whose votes or seats changed since the last ``update_parties``."""
+    seated: set[str] = field(default_factory=set)
+    """The touched parties whose seats, gains or losses changed: winners and previous holders."""
     _shared_over: int = 0
     """The valid votes that the shares in the state were last computed over."""
 
@@ -74,19 +75,25 @@ class Totals:
 
     def add(self, record: SeatRecord, previous: str, sign: int = 1) -> None:
         """Add (sign=1) or remove (sign=-1) one seat's contribution."""
-        if record.winner_party is not None:
-            self.declared += sign
-            self.seats[record.winner_party] += sign
-            self.touched.add(record.winner_party)
-            if record.winner_party != previous:
-                self.gains[record.winner_party] += sign
-                self.losses[previous] += sign
-                self.touched.add(previous)
+        winner = record.winner_party
+        if winner is None:
+            return  # an awaiting seat counts for nothing
+        self.declared += sign
+        self.seats[winner] += sign
+        self.seated.add(winner)
+        if winner != previous:
+            self.gains[winner] += sign
+            self.losses[previous] += sign
+            self.seated.add(previous)
+        self.touched.update(self.seated)
         if record.declaration is not None:
+            votes, touched = self.votes, self.touched
+            valid = 0
             for candidate in record.declaration.candidates:
-                self.votes[candidate.party] += sign * candidate.votes
-                self.valid_votes += sign * candidate.votes
-                self.touched.add(candidate.party)
+                votes[candidate.party] += sign * candidate.votes
+                valid += candidate.votes
+                touched.add(candidate.party)
+            self.valid_votes += sign * valid
 
     def party_entry(self, code: str) -> State:
         """A party's counts over these seats, as the region and nation states show them."""
@@ -99,34 +106,75 @@ class Totals:
             "share": percent(self.votes[code], self.valid_votes),
         }
 
-    def patch_parties(self, current: State, extra: Callable[[str, State], None]) -> State:
-        """The merge patch taking ``current`` (a state's ``parties``) to these totals.
+    def update_parties(self, parties: State, majority: int | None = None) -> State:
+        """Bring ``parties`` (a state's party entries) up to date, in place.
 
-        Only touched parties are rebuilt; the others can only have a new share. ``extra``
-        adds the fields a national entry has beyond an area's. Clears ``touched``.
+        Returns the merge patch that did it. Only touched parties can have new counts; when
+        the valid votes have moved, any party's share can have moved too. ``majority`` (the
+        national state's) also keeps each party's ``seats_to_majority``. Clears ``touched``
+        and ``seated``.
+
+        This diffs and applies in one pass, where building each entry afresh, diffing it
+        and merging the patch did the work three times over; it runs three times for every
+        result. ``Tally.recompute`` checks that it agrees with building from scratch.
         """
+        valid = self.valid_votes
+        twice = 2 * valid  # for percent(), written out: this is the tally's innermost loop
+        shares_moved = valid != self._shared_over
+        self._shared_over = valid
+        touched, seated = self.touched, self.seated
+        all_seats, all_gains, all_losses, all_votes = (
+            self.seats,
+            self.gains,
+            self.losses,
+            self.votes,
+        )
         patch: State = {}
-        for code in self.touched:
-            entry = self.party_entry(code)
-            extra(code, entry)
-            old = current[code]
-            changed = {key: value for key, value in entry.items() if old[key] != value}
+        # In the state's order (the definition's), so that every instance sends the same bytes.
+        for code, entry in parties.items():
+            votes = all_votes[code]
+            if code not in touched:
+                # Only its share can have moved; a party without votes keeps its 0% (losing
+                # its last vote touches it).
+                if votes and shares_moved:
+                    share = (20_000 * votes + valid) // twice / 100
+                    if entry["share"] != share:
+                        entry["share"] = share
+                        patch[code] = {"share": share}
+                continue
+            # Each new figure goes to the state and to the patch alike: scalars only, so the
+            # patch shares nothing with the state.
+            changed: State = {}
+            if code in seated:
+                seats, gains, losses = all_seats[code], all_gains[code], all_losses[code]
+                if entry["seats"] != seats:
+                    entry["seats"] = changed["seats"] = seats
+                if entry["gains"] != gains:
+                    entry["gains"] = changed["gains"] = gains
+                if entry["losses"] != losses:
+                    entry["losses"] = changed["losses"] = losses
+                if entry["net"] != gains - losses:
+                    entry["net"] = changed["net"] = gains - losses
+            if entry["votes"] != votes:
+                entry["votes"] = changed["votes"] = votes
+            share = (20_000 * votes + valid) // twice / 100 if valid else 0.0
+            if entry["share"] != share:
+                entry["share"] = changed["share"] = share
+            if majority is not None and "seats" in changed:
+                to_majority = max(0, majority - changed["seats"])
+                if entry["seats_to_majority"] != to_majority:
+                    entry["seats_to_majority"] = changed["seats_to_majority"] = to_majority
             if changed:
                 patch[code] = changed
-        if self.valid_votes != self._shared_over:
-            # Every party's share moves when the valid votes do.
-            self._shared_over = self.valid_votes
-            for code in self.parties:
-                if code not in self.touched:
-                    share = percent(self.votes[code], self.valid_votes)
-                    if current[code]["share"] != share:
-                        patch[code] = {"share": share}
-        self.touched.clear()
+        touched.clear()
+        seated.clear()
         return patch
 
 
 def percent(part: int, whole: int) -> float:
-    return round(100.0 * part / whole, 2) if whole else 0.0
+    """``part`` as a percentage of ``whole``, to two decimals (exactly, halves up); 0 of 0."""
+    # Integer arithmetic: exact, and several times faster than round(100.0 * part / whole, 2).
+    return (20_000 * part + whole) // (2 * whole) / 100 if whole else 0.0
 
 
 def iso_from_ms(ms: int) -> str:
@@ -139,7 +187,8 @@ def national_state(election: Election, totals: Totals, exit_poll: State | None) 
     parties: State = {}
     for code in election.parties:
         entry = totals.party_entry(code)
-        _national_extra(election, code, entry)
+        entry["name"] = election.parties[code].name
+        entry["seats_to_majority"] = max(0, election.majority - entry["seats"])
         parties[code] = entry
     state = national_headline(election, totals)
     if exit_poll is not None:
@@ -148,19 +197,27 @@ def national_state(election: Election, totals: Totals, exit_poll: State | None) 
     return state
 
 
-def national_patch(election: Election, totals: Totals, current: State) -> State:
-    """The merge patch from ``current`` to the state ``totals`` now give (exit poll aside)."""
+def update_national(election: Election, totals: Totals, state: State) -> State:
+    """Bring the national ``state`` up to what ``totals`` now give (exit poll aside), in place.
+
+    Returns the merge patch from the old state to the new. The same figures as
+    ``national_headline``, compared one by one rather than built and diffed.
+    """
     patch: State = {}
-    fresh = national_headline(election, totals)
-    for key, value in fresh.items():
-        if current.get(key) != value:
-            patch[key] = value
+    declared = totals.declared
+    if state["declared"] != declared:
+        patch["declared"] = state["declared"] = declared
+        patch["seats_to_declare"] = state["seats_to_declare"] = election.total_seats - declared
+    fresh = _leading(election, totals) if declared else {}
     for key in _OPTIONAL_NATIONAL:
-        if key in current and key not in fresh:
-            patch[key] = None
-    parties = totals.patch_parties(
-        current["parties"], lambda code, entry: _national_extra(election, code, entry, False)
-    )
+        value = fresh.get(key)
+        if value is None:
+            if key in state:
+                del state[key]
+                patch[key] = None
+        elif state.get(key) != value:
+            patch[key] = state[key] = value
+    parties = totals.update_parties(state["parties"], election.majority)
     if parties:
         patch["parties"] = parties
     return patch
@@ -179,19 +236,21 @@ def national_headline(election: Election, totals: Totals) -> State:
         "seats_to_declare": election.total_seats - totals.declared,
     }
     if totals.declared:
-        seats, votes = totals.seats, totals.votes
-        leader = min(totals.parties, key=lambda code: (-seats[code], -votes[code], code))
-        state["leader"] = leader
-        state["seats_to_majority"] = max(0, election.majority - seats[leader])
-        if seats[leader] >= election.majority:
-            state["majority_party"] = leader
+        state.update(_leading(election, totals))
     return state
 
 
-def _national_extra(election: Election, code: str, entry: State, name: bool = True) -> None:
-    if name:
-        entry["name"] = election.parties[code].name
-    entry["seats_to_majority"] = max(0, election.majority - entry["seats"])
+def _leading(election: Election, totals: Totals) -> State:
+    """``leader``, its ``seats_to_majority`` and ``majority_party`` (when it has one)."""
+    seats, votes = totals.seats, totals.votes
+    most = max(seats.values())
+    leaders = [code for code, count in seats.items() if count == most]  # in party order
+    # Most seats; a tie goes to most votes, then to the first code.
+    leader = min(leaders, key=lambda code: (-votes[code], code)) if len(leaders) > 1 else leaders[0]
+    figures: State = {"leader": leader, "seats_to_majority": max(0, election.majority - most)}
+    if most >= election.majority:
+        figures["majority_party"] = leader
+    return figures
 
 
 def area_state(area: Area, totals: Totals) -> State:
@@ -207,20 +266,21 @@ def area_state(area: Area, totals: Totals) -> State:
     }
 
 
-def area_patch(area: Area, totals: Totals, current: State) -> State:
-    """The merge patch from ``current`` to the area's state that ``totals`` now give."""
+def update_area(area: Area, totals: Totals, state: State) -> State:
+    """Bring a region's or nation's ``state`` up to what ``totals`` now give, in place.
+
+    Returns the merge patch from the old state to the new.
+    """
     patch: State = {}
-    if current["declared"] != totals.declared:
-        patch["declared"] = totals.declared
-        patch["seats_to_declare"] = len(area.constituencies) - totals.declared
-    parties = totals.patch_parties(current["parties"], _no_extra)
+    if state["declared"] != totals.declared:
+        patch["declared"] = state["declared"] = totals.declared
+        patch["seats_to_declare"] = state["seats_to_declare"] = (
+            len(area.constituencies) - totals.declared
+        )
+    parties = totals.update_parties(state["parties"])
     if parties:
         patch["parties"] = parties
     return patch
-
-
-def _no_extra(code: str, entry: State) -> None:
-    pass
 
 
 def constituency_state(seat: Constituency, record: SeatRecord) -> State:
@@ -245,14 +305,20 @@ def constituency_state(seat: Constituency, record: SeatRecord) -> State:
     declaration = record.declaration
     if declaration is not None:
         candidates = declaration.candidates
-        valid = sum(c.votes for c in candidates)
+        valid = sum([c.votes for c in candidates])
         runner_up = candidates[1].votes if len(candidates) > 1 else 0
         state["majority"] = candidates[0].votes - runner_up
         if electorate:
             state["turnout"] = percent(valid, electorate)
         state["valid_votes"] = valid
+        twice = 2 * valid  # percent(), written out: it runs for every candidate
         state["candidates"] = [
-            {"name": c.name, "party": c.party, "votes": c.votes, "share": percent(c.votes, valid)}
+            {
+                "name": c.name,
+                "party": c.party,
+                "votes": c.votes,
+                "share": (20_000 * c.votes + valid) // twice / 100 if valid else 0.0,
+            }
             for c in candidates
         ]
     if record.declared_at is not None:

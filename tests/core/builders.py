@@ -83,8 +83,11 @@ def bundled_declarations(name: str = "uk-2024") -> list[dict[str, Any]]:
     return [event for event in events if event["type"] == "declaration"]
 
 
-def declaration(seat: str, *candidates: tuple[str, str, int], **fields: Any) -> dict[str, Any]:
-    """``declaration("N1", ("Ana", "KIW", 500), ("Ben", "TUI", 300), revision=2)``."""
+def declaration(seat: Any, *candidates: tuple[Any, Any, Any], **fields: Any) -> dict[str, Any]:
+    """``declaration("N1", ("Ana", "KIW", 500), ("Ben", "TUI", 300), revision=2)``.
+
+    The builders take any values, to make malformed events as easily as good ones.
+    """
     return {
         "type": "declaration",
         "constituency": seat,
@@ -95,7 +98,7 @@ def declaration(seat: str, *candidates: tuple[str, str, int], **fields: Any) -> 
     }
 
 
-def flash(seat: str, name: str, party: str, **fields: Any) -> dict[str, Any]:
+def flash(seat: Any, name: Any, party: Any, **fields: Any) -> dict[str, Any]:
     return {
         "type": "flash",
         "constituency": seat,
@@ -104,15 +107,15 @@ def flash(seat: str, name: str, party: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def status(seat: str, value: str, **fields: Any) -> dict[str, Any]:
+def status(seat: Any, value: Any, **fields: Any) -> dict[str, Any]:
     return {"type": "status", "constituency": seat, "status": value, **fields}
 
 
-def retraction(seat: str, **fields: Any) -> dict[str, Any]:
+def retraction(seat: Any, **fields: Any) -> dict[str, Any]:
     return {"type": "retraction", "constituency": seat, **fields}
 
 
-def exit_poll(seats: dict[str, int], **fields: Any) -> dict[str, Any]:
+def exit_poll(seats: Any, **fields: Any) -> dict[str, Any]:
     return {"type": "exit_poll", "seats": seats, **fields}
 
 

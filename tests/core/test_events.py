@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from service.core.events import (
+    MAX_VOTES,
     Candidate,
     Declaration,
     ExitPoll,
@@ -106,6 +107,21 @@ REJECTED_EVENTS: list[tuple[str, Any, str]] = [
         "candidate 1 has non-integer votes '5'",
     ),
     (
+        "more votes than can be counted",
+        declaration("N1", ("Ana", "KIW", 2**64 - 1)),
+        "candidate 1 has 18,446,744,073,709,551,615 votes, over 1,000,000,000,000",
+    ),
+    (
+        "votes one over the limit",
+        declaration("N1", ("Ana", "KIW", 5), ("Ben", "TUI", MAX_VOTES + 1)),
+        "candidate 2 has 1,000,000,000,001 votes, over 1,000,000,000,000",
+    ),
+    (
+        "votes adding up to more than can be counted",
+        declaration("N1", ("Ana", "KIW", MAX_VOTES), ("Ben", "TUI", 1)),
+        "the candidates' votes add up to 1,000,000,000,001, over 1,000,000,000,000",
+    ),
+    (
         "unknown party",
         declaration("N1", ("Ana", "KIW", 5), ("Ben", "LAB", 3)),
         "candidate 2: unknown party 'LAB'",
@@ -190,7 +206,7 @@ REJECTED_EVENTS: list[tuple[str, Any, str]] = [
     ("reason not text", retraction("N1", reason=7), "'reason' must be a string"),
     ("exit poll without seats", {"type": "exit_poll"}, "'seats' must be a non-empty object"),
     ("exit poll with no seats", exit_poll({}), "'seats' must be a non-empty object"),
-    ("exit poll seats a list", exit_poll([["KIW", 2]]), "'seats'"),  # type: ignore[arg-type]
+    ("exit poll seats a list", exit_poll([["KIW", 2]]), "'seats'"),
     (
         "exit poll of an unknown party",
         exit_poll({"KIW": 2, "LAB": 1}),
@@ -301,6 +317,23 @@ def test_a_tie_with_a_named_winner_is_accepted_and_the_winner_leads_the_table(
     assert event.winner == Candidate(winner, party, 300)
     assert event.candidates[0] == event.winner
     assert [c.votes for c in event.candidates] == [300, 300, 20]
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [
+        (("Ana", "KIW", MAX_VOTES),),
+        (("Ana", "KIW", MAX_VOTES - 1), ("Ben", "TUI", 1)),
+    ],
+)
+def test_a_seat_can_count_up_to_a_trillion_votes(
+    candidates: tuple[tuple[str, str, int], ...],
+) -> None:
+    # Totals of such counts still fit the 64-bit integers of JSON encoders.
+    event = decode_event(orjson.dumps(declaration("N1", *candidates)), tiny_election(), ENTRY)
+
+    assert isinstance(event, Declaration)
+    assert sum(c.votes for c in event.candidates) == MAX_VOTES == 10**12
 
 
 def test_candidates_are_ranked_by_votes_and_the_feeds_order_breaks_no_ties() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,14 +18,16 @@ import httpx
 import jwt
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 import websockets
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from websockets.exceptions import ConnectionClosed
 
 from service.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.service.conftest import RunningService, connect, run_service, xadd
+from tests.service.test_process import free_port
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 
@@ -246,3 +251,83 @@ async def test_the_service_runs_with_the_minimal_acl_the_readme_documents(
             assert (await service.get("/api/national")).json()["seq"] == good
     finally:
         await redis.execute_command("ACL", "DELUSER", user)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, the certificate its own authority."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_the_service_reads_a_redis_over_tls_with_a_password(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    server = shutil.which("redis-server")
+    assert server, "a TLS-capable redis-server is needed: apt-get install redis-server"
+    cert, key = self_signed_certificate(tmp_path)
+    port = free_port()
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before the test
+        [
+            server, "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),
+            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+            "--requirepass", "tls-test-password", "--save", "", "--appendonly", "no",
+            "--dir", str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"rediss://:tls-test-password@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+    client = aioredis.Redis.from_url(url)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                with contextlib.suppress(OSError, redis_errors.ConnectionError):
+                    if await client.ping():
+                        break
+                await asyncio.sleep(0.05)
+        settings = make_settings(redis_url=url)
+        async with run_service(settings) as service:
+            [entry] = await xadd(
+                client, settings.stream, {"type": "exit_poll", "seats": {"LAB": 9}}
+            )
+            async with asyncio.timeout(TIMEOUT):
+                while (await service.get("/api/national")).json()["seq"] != entry:
+                    await asyncio.sleep(0.02)
+        # And a wrong password is refused (the service would log and retry, not start).
+        wrong = aioredis.Redis.from_url(url.replace("tls-test-password", "wrong"))
+        with pytest.raises(redis_errors.AuthenticationError):
+            await wrong.ping()
+        await wrong.aclose()
+    finally:
+        await client.aclose()
+        process.terminate()
+        process.wait(TIMEOUT)

@@ -1,0 +1,427 @@
+"""One load-generator connection: the chain check per channel, and two ways to move bytes.
+
+:class:`Client` checks what arrives against the protocol's promise — each delta's or event's
+``prev`` is the ``seq`` of the message before it on that channel — and records latency from
+the message's stream entry (its ``seq`` is ``<ms>-<n>``, Redis's clock on this machine).
+
+Two links carry the bytes, chosen with ``--client``:
+
+- ``asyncio``: the websockets library's asyncio client, one task per connection awaiting
+  ``recv()``. Simple, but every message costs a future, a task switch, the frame assembler
+  and the library's generator-based parser: about 25 µs of client CPU per message here, three
+  times what a good server spends sending it, so past a few thousand subscribers on two
+  cores the load generator measures itself.
+- ``raw`` (the default): a minimal RFC 6455 client under ``asyncio.Protocol`` that handles
+  each frame inside ``data_received``: 9 to 12 µs. What remains is mostly the kernel and the
+  event loop (one epoll wake-up and one ``recv`` per message per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.connection import broadcast
+from websockets.exceptions import ConnectionClosed
+
+from clients.loadgen.histogram import Histogram
+
+LINKS = ("raw", "asyncio")
+MAX_SIZE = 1 << 24
+CLOSE_TIMEOUT = 2.0
+
+# A delta or event whose envelope comes first, as seatcast and the references encode it.
+# Anchored at the opening brace, these can only be top-level keys; anything else is parsed.
+ENVELOPE = re.compile(
+    rb'\{"type":"(?:delta|event)","channel":"([^"\\]*)","seq":"(\d+-\d+)","prev":"(\d+-\d+)"'
+)
+
+
+def parse_seq(text: str) -> tuple[int, int]:
+    ms, _, n = text.partition("-")
+    return int(ms), int(n)
+
+
+class Totals:
+    """What every connection of one client process adds up (see ``subscribers.Report``)."""
+
+    __slots__ = (
+        "bytes", "delivered", "errors", "first_receive", "gaps", "hellos", "last_receive",
+        "latency", "out_of_order", "resyncs", "unexpected",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.latency = Histogram()
+        self.delivered = 0
+        self.bytes = 0
+        self.first_receive = 0.0
+        self.last_receive = 0.0
+        self.gaps = 0
+        self.out_of_order = 0
+        self.resyncs = 0
+        self.hellos = 0
+        self.unexpected = 0
+        self.errors: dict[str, int] = {}
+
+
+class Chain:
+    """What one connection has seen on one channel."""
+
+    __slots__ = ("gapped", "last", "last_text", "received", "subscribed")
+
+    def __init__(self) -> None:
+        self.last: tuple[int, int] | None = None
+        self.last_text: str | None = None
+        self.received = 0
+        self.gapped = False
+        self.subscribed = False
+
+
+class Link(Protocol):
+    def send_text(self, text: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Client:
+    """One connection's channels and what arrived on them."""
+
+    __slots__ = (
+        "chains",
+        "closed_code",
+        "closing",
+        "link",
+        "pending",
+        "ready",
+        "seen_hello",
+        "totals",
+    )
+
+    def __init__(self, channels: Iterable[str], totals: Totals) -> None:
+        self.chains = {channel: Chain() for channel in channels}
+        self.pending = len(self.chains)
+        self.ready = asyncio.Event()
+        self.totals = totals
+        self.closed_code: int | None = None
+        self.closing = False
+        self.seen_hello = False
+        self.link: Link | None = None
+
+    def closed(self, code: int) -> None:
+        if not self.closing and self.closed_code is None:
+            self.closed_code = code
+
+    def on_message(self, raw: bytes, now: float) -> None:
+        """Check and time one text frame received at ``now`` (time.time())."""
+        match = ENVELOPE.match(raw)
+        if match is None:
+            self._parsed(raw, now)
+        else:
+            self._delta(match[1].decode(), match[2].decode(), match[3].decode(), len(raw), now)
+
+    def _delta(self, channel: str, text: str, prev: str, size: int, now: float) -> None:
+        totals = self.totals
+        chain = self.chains.get(channel)
+        if chain is None:
+            totals.unexpected += 1
+            return
+        seq = parse_seq(text)
+        if chain.last is not None and seq <= chain.last:
+            totals.out_of_order += 1
+            return
+        if prev != chain.last_text:
+            totals.gaps += 1
+            chain.gapped = True
+        chain.last, chain.last_text = seq, text
+        chain.received += 1
+        totals.delivered += 1
+        totals.bytes += size
+        totals.latency.add(now * 1000.0 - seq[0])
+        if not totals.first_receive:
+            totals.first_receive = now
+        totals.last_receive = now
+
+    def _parsed(self, raw: bytes, now: float) -> None:
+        totals = self.totals
+        try:
+            message: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            totals.errors["bad_json"] = totals.errors.get("bad_json", 0) + 1
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind in ("delta", "event"):
+            channel, seq, prev = (message.get(k) for k in ("channel", "seq", "prev"))
+            if isinstance(channel, str) and isinstance(seq, str) and isinstance(prev, str):
+                self._delta(channel, seq, prev, len(raw), now)
+            else:
+                totals.unexpected += 1
+        elif kind == "snapshot":
+            self._snapshot(message)
+        elif kind == "hello":
+            totals.hellos += self.seen_hello
+            self.seen_hello = True
+        elif kind == "error":
+            code = str(message.get("code"))
+            totals.errors[code] = totals.errors.get(code, 0) + 1
+
+    def _snapshot(self, message: dict[str, Any]) -> None:
+        chain = self.chains.get(str(message.get("channel")))
+        if chain is None or not isinstance(message.get("seq"), str):
+            self.totals.unexpected += 1
+            return
+        text = message["seq"]
+        seq = parse_seq(text)
+        if chain.subscribed:
+            self.totals.resyncs += 1
+            if chain.last is not None and seq < chain.last:
+                self.totals.out_of_order += 1
+        else:
+            chain.subscribed = True
+            self.pending -= 1
+            if not self.pending:
+                self.ready.set()
+        chain.last, chain.last_text = seq, text
+
+    def caught_up(self, finals: dict[str, tuple[int, int]]) -> bool:
+        """Whether every channel has reached its final seq (``finals``: parsed seqs)."""
+        for channel, chain in self.chains.items():
+            final = finals.get(channel)
+            if final is not None and (chain.last is None or chain.last < final):
+                return False
+        return True
+
+
+# --- the websockets asyncio client ---------------------------------------------------------
+
+
+class AsyncioLink:
+    def __init__(self, ws: ClientConnection, client: Client) -> None:
+        self.ws = ws
+        self.client = client
+        self.task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        try:
+            while True:
+                raw = await self.ws.recv(decode=False)
+                self.client.on_message(raw, time.time())
+        except ConnectionClosed as exc:
+            self.client.closed(exc.rcvd.code if exc.rcvd is not None else 1006)
+
+    def send_text(self, text: str) -> None:
+        # broadcast() writes at once without awaiting, which is all a subscribe needs.
+        broadcast([self.ws], text)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def abort(self) -> None:
+        self.task.cancel()
+        self.ws.transport.abort()
+
+
+async def open_asyncio(url: str, client: Client) -> AsyncioLink:
+    ws = await connect(
+        url,
+        compression=None,
+        open_timeout=None,
+        ping_interval=None,
+        close_timeout=CLOSE_TIMEOUT,
+        max_size=MAX_SIZE,
+    )
+    return AsyncioLink(ws, client)
+
+
+# --- a minimal RFC 6455 client under asyncio.Protocol --------------------------------------
+
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_HEAD = 16 * 1024
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+
+class HandshakeFailed(ConnectionError):
+    pass
+
+
+class RawLink(asyncio.Protocol):
+    """Just what a subscriber needs of RFC 6455: the opening handshake, unmasked frames from
+    the server (text, continuation, ping, close), and masked frames to it (text, pong, close).
+    Frames are handled inside ``data_received``: no task, future or queue per message."""
+
+    def __init__(self, host: str, port: int, path: str, client: Client) -> None:
+        self.client = client
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.is_open = False
+        self.close_sent = False
+        self.buffer = b""
+        self.fragments: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if self.buffer:
+            data = self.buffer + data
+            self.buffer = b""
+        if not self.is_open:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = data
+                if len(data) > MAX_HEAD:
+                    self._fail_handshake("no end to the response headers")
+                return
+            status, *headers = data[:end].split(b"\r\n")
+            data = data[end + 4 :]
+            accepted = any(
+                name.strip().lower() == b"sec-websocket-accept" and value.strip() == self.accept
+                for name, _, value in (line.partition(b":") for line in headers)
+            )
+            if not status.startswith(b"HTTP/1.1 101") or not accepted:
+                self._fail_handshake(status.decode(errors="replace"))
+                return
+            self.is_open = True
+            self.opened.set_result(None)
+        self._frames(data, now)
+
+    def _frames(self, data: bytes, now: float) -> None:
+        pos, size = 0, len(data)
+        while size - pos >= 2:
+            first, second = data[pos], data[pos + 1]
+            length, head = second & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+            if second & 0x80 or length > MAX_SIZE:
+                self._send(OP_CLOSE, (1002).to_bytes(2, "big"))  # servers never mask
+                self.abort()
+                return
+            end = pos + head + length
+            if end > size:
+                break
+            payload = data[pos + head : end]
+            pos = end
+            opcode, fin = first & 0x0F, first & 0x80
+            if opcode == OP_TEXT or opcode == OP_BINARY or opcode == OP_CONT:
+                if fin and not self.fragments:
+                    self.client.on_message(payload, now)
+                else:
+                    self.fragments.append(payload)
+                    if fin:
+                        self.client.on_message(b"".join(self.fragments), now)
+                        self.fragments.clear()
+            elif opcode == OP_PING:
+                self._send(OP_PONG, payload)
+            elif opcode == OP_CLOSE:
+                self.client.closed(
+                    int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                )
+                if not self.close_sent:
+                    self._send(OP_CLOSE, payload[:2])
+                if self.transport is not None:
+                    self.transport.close()
+                return
+        if pos < size:
+            self.buffer = data[pos:]
+
+    def _fail_handshake(self, why: str) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(HandshakeFailed(f"handshake refused: {why}"))
+        self.abort()
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if opcode == OP_CLOSE:
+            self.close_sent = True
+        length = len(payload)
+        if length < 126:
+            head = bytes((0x80 | opcode, 0x80 | length))
+        elif length < 1 << 16:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + length.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 127)) + length.to_bytes(8, "big")
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        self.transport.write(head + mask + masked)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.closed(1006)
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def send_text(self, text: str) -> None:
+        self._send(OP_TEXT, text.encode())
+
+    async def close(self) -> None:
+        if self.is_open and not self.close_sent:
+            self._send(OP_CLOSE, (1000).to_bytes(2, "big"))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.shield(self.lost)
+        self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def open_raw(url: str, client: Client) -> RawLink:
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or parts.hostname is None:
+        raise ValueError(f"the raw client speaks ws:// only, not {url!r}")
+    host, port = parts.hostname, parts.port or 80
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    loop = asyncio.get_running_loop()
+    _, link = await loop.create_connection(lambda: RawLink(host, port, path, client), host, port)
+    try:
+        await link.opened
+    except BaseException:
+        link.abort()
+        raise
+    return link
+
+
+async def open_link(kind: str, url: str, client: Client) -> Link:
+    """Connect (the caller bounds the time) and return the link; the client gets the frames."""
+    if kind == "asyncio":
+        return await open_asyncio(url, client)
+    if kind == "raw":
+        return await open_raw(url, client)
+    raise ValueError(f"unknown client {kind!r}: use one of {', '.join(LINKS)}")

@@ -60,6 +60,8 @@ class Election:
     majority: int
     regions: Mapping[str, Area]
     nations: Mapping[str, Area]
+    attribution: str | None = None
+    """The data's licence attribution, which displays must show (e.g. the OPL's)."""
 
     @property
     def total_seats(self) -> int:
@@ -146,6 +148,9 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
     if not _is_int(majority) or not 0 < majority <= total:
         raise fail(f"'majority' must be an integer from 1 to {total} (the number of seats)")
 
+    attribution = document.get("attribution")
+    if attribution is not None and not isinstance(attribution, str):
+        raise fail("'attribution' must be a string")
     return Election(
         id=election_id,
         name=name,
@@ -154,6 +159,7 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
         majority=majority,
         regions=_areas(constituencies.values(), "region", fail),
         nations=_areas(constituencies.values(), "nation", fail),
+        attribution=attribution,
     )
 
 

@@ -60,6 +60,7 @@ async function main() {
   const election = (await getJSON("api/election")).data;
   const parties = election.parties;
   $("#election-name").textContent = election.name;
+  if (election.attribution) $("#attribution").textContent = election.attribution;
   document.title = `${election.name} · live results`;
 
   const connection = $("#connection");

@@ -397,3 +397,12 @@ async def test_where_tokens_are_required_the_page_brings_the_one_in_its_address(
         page = await open_page(f"{service.http}/?token={token}")
         await expect(page.locator("#seats-to-go")).to_have_text("650 seats to go")
         await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+async def test_the_page_shows_the_data_licence_attribution(
+    service: RunningService, open_page: OpenPage
+) -> None:
+    page = await open_page(service.http + "/")
+    await expect(page.locator("#attribution")).to_have_text(
+        "Contains Parliamentary information licensed under the Open Parliament Licence v3.0."
+    )

@@ -79,6 +79,7 @@ class Runtime:
             rejected=self._rejected,
             reset=self._reset,
             epoch_adopted=lambda epoch: self.hub.adopt_epoch(epoch),
+            settled=lambda: self.hub.settled(),
             ready=self._ready,
             batch_done=self._batch_done,
             connected=self._connected,
@@ -252,7 +253,13 @@ async def election_info(request: Request) -> Response:
         parties[code] = {"name": party.name}
         if party.colour is not None:
             parties[code]["colour"] = party.colour
-    data = {"id": election.id, "name": election.name, "majority": election.majority}
+    data: dict[str, object] = {
+        "id": election.id,
+        "name": election.name,
+        "majority": election.majority,
+    }
+    if election.attribution is not None:
+        data["attribution"] = election.attribution
     return json_response({"seq": str(tally.seq), "data": {**data, "parties": parties}})
 
 

@@ -4,6 +4,9 @@ Never skips an entry and never applies one twice: the last applied ID is the onl
 and after any Redis error the reader reconnects and resumes from it. Bad entries are copied
 to the rejected stream under their original ID, which Redis refuses a second time, so
 several instances reading one stream add each copy once.
+
+The first catch-up is quiet: no one can be subscribed before the instance is ready, so the
+tally applies without building changes and settles once, before ``ready``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class FeedListener:
     reset: Callable[[Tally, Seq], None]
     """The stream was begun again: a fresh tally and the new epoch."""
     epoch_adopted: Callable[[Seq], None]
+    settled: Callable[[], None]
+    """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent."""
     ready: Callable[[], None]
     batch_done: Callable[[], None]
     """After each batch of entries read: the time to send what they changed."""
@@ -65,6 +70,8 @@ class Feed:
     last_id: Seq = ZERO
     pending_rejections: list[Rejection] = field(default_factory=list)
     caught_up: bool = False
+    quiet: bool = True
+    """Applying without changes: until the first catch-up, before anyone can subscribe."""
 
     def __post_init__(self) -> None:
         self.tally = Tally(self.election)
@@ -127,6 +134,10 @@ class Feed:
             if len(entries) < self.batch and not self.caught_up:
                 # A short batch: this is the end of the stream as it stood.
                 await self._flush_rejections()
+                if self.quiet:
+                    self.tally.settle()
+                    self.quiet = False
+                    self.listener.settled()
                 self.caught_up = True
                 log.info(
                     "caught up with %s at entry %s (epoch %s)",
@@ -147,6 +158,8 @@ class Feed:
         self.epoch = epoch
         self.last_id = ZERO
         self.caught_up = False
+        # ``quiet`` stays as it is: once ready, clients are connected and get the rebuild
+        # as it happens.
         self.listener.reset(self.tally, epoch)
 
     def _apply_batch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
@@ -160,7 +173,7 @@ class Feed:
                     names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields))
                     raise InvalidEvent(f"entry {seq}: no 'event' field (fields: {names})")
                 event = decode_event(raw, self.election, str(seq))
-                applied = self.tally.apply(seq, event)
+                applied = self.tally.apply(seq, event, quiet=self.quiet)
             except InvalidEvent as exc:
                 self.tally.seq = max(self.tally.seq, seq)
                 self.last_id = seq

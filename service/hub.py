@@ -295,15 +295,21 @@ class Hub:
     def _embargo_check(self, message: dict[str, Any]) -> Outgoing | None:
         """After a national change to the exit poll: the message for those who may not see
         it yet, or None when it is not (or no longer) embargoed."""
+        if not self._take_up_embargo():
+            return None
+        patch = {k: v for k, v in message["patch"].items() if k != "exit_poll"}
+        return encode({**message, "patch": patch})
+
+    def _take_up_embargo(self) -> bool:
+        """Adopt the national exit poll's embargo; True while it holds."""
         exit_poll = self.tally.state(NATIONAL).get("exit_poll", {})
         until = _timestamp(exit_poll.get("embargo_until"))
         self.embargo_until = until
         if until is None or time.time() >= until:
-            return None
+            return False
         self._embargo_seen = True
         self.on_embargo(until)
-        patch = {k: v for k, v in message["patch"].items() if k != "exit_poll"}
-        return encode({**message, "patch": patch})
+        return True
 
     def lift_embargo(self) -> None:
         """The embargo's time has come: everyone on national gets the full state."""
@@ -350,6 +356,14 @@ class Hub:
                 subscriber.push(self.snapshot(channel, subscriber.embargoed))
             self._dirty.add(subscriber)
         self.flush()
+
+    def settled(self) -> None:
+        """The tally's states were rebuilt with nothing published (a quiet catch-up): drop
+        what was cached from before and take up the exit poll's embargo. The history then
+        starts here; a client resuming from an older seq gets a snapshot."""
+        self._history.clear()
+        self._snapshots.clear()
+        self._take_up_embargo()
 
     def adopt_epoch(self, epoch: Seq) -> None:
         """The first entry of a stream that was empty: no state to throw away, and no new

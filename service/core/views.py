@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import Any
 
 from service.core.election import Area, Constituency, Election
@@ -53,7 +54,7 @@ class SeatRecord:
 
 @dataclass(slots=True)
 class Totals:
-    """Running sums over a set of seats, updated by adding and removing seat records."""
+    """Running sums over a set of seats, updated by adding, removing and replacing seat records."""
 
     parties: tuple[str, ...]
     seats: dict[str, int] = field(default_factory=dict)
@@ -75,6 +76,35 @@ class Totals:
 
     def add(self, record: SeatRecord, previous: str, sign: int = 1) -> None:
         """Add (sign=1) or remove (sign=-1) one seat's contribution."""
+        self._count_seat(record, previous, sign)
+        if record.declaration is not None:
+            votes, touched = self.votes, self.touched
+            valid = 0
+            for candidate in record.declaration.candidates:
+                votes[candidate.party] += sign * candidate.votes
+                valid += candidate.votes
+                touched.add(candidate.party)
+            self.valid_votes += sign * valid
+
+    def replace(
+        self, old: SeatRecord, new: SeatRecord, previous: str, moves: dict[str, int]
+    ) -> None:
+        """Replace one seat's ``old`` record with ``new``; ``moves`` is ``vote_moves(old, new)``.
+
+        Only what differs is counted again: a correction to one candidate moves one party.
+        """
+        if old.winner_party != new.winner_party:
+            self._count_seat(old, previous, -1)
+            self._count_seat(new, previous, 1)
+        if moves:
+            votes = self.votes
+            for party, count in moves.items():
+                votes[party] += count
+            self.valid_votes += sum(moves.values())
+            self.touched.update(moves)
+
+    def _count_seat(self, record: SeatRecord, previous: str, sign: int) -> None:
+        """Add or remove the seat itself: declared, and its winner's seats, gains, losses."""
         winner = record.winner_party
         if winner is None:
             return  # an awaiting seat counts for nothing
@@ -86,14 +116,12 @@ class Totals:
             self.losses[previous] += sign
             self.seated.add(previous)
         self.touched.update(self.seated)
-        if record.declaration is not None:
-            votes, touched = self.votes, self.touched
-            valid = 0
-            for candidate in record.declaration.candidates:
-                votes[candidate.party] += sign * candidate.votes
-                valid += candidate.votes
-                touched.add(candidate.party)
-            self.valid_votes += sign * valid
+
+    def settle(self) -> None:
+        """The states were just built afresh from these totals: nothing is pending."""
+        self.touched.clear()
+        self.seated.clear()
+        self._shared_over = self.valid_votes
 
     def party_entry(self, code: str) -> State:
         """A party's counts over these seats, as the region and nation states show them."""
@@ -169,6 +197,24 @@ class Totals:
         touched.clear()
         seated.clear()
         return patch
+
+
+def vote_moves(old: SeatRecord, new: SeatRecord) -> dict[str, int]:
+    """Per party, the votes that replacing ``old`` with ``new`` adds (or, below zero, takes
+    away); parties whose votes stay as they were are left out."""
+    moves: dict[str, int] = {}
+    # Side by side: a correction mostly leaves the table's order and nearly every figure as
+    # they were, and a pair with the same party and votes moves nothing.
+    for was, now in zip_longest(old.candidates, new.candidates):
+        if was is not None and now is not None and was.party == now.party:
+            if was.votes != now.votes:
+                moves[was.party] = moves.get(was.party, 0) + now.votes - was.votes
+            continue
+        if was is not None:
+            moves[was.party] = moves.get(was.party, 0) - was.votes
+        if now is not None:
+            moves[now.party] = moves.get(now.party, 0) + now.votes
+    return {party: count for party, count in moves.items() if count}
 
 
 def percent(part: int, whole: int) -> float:

@@ -41,7 +41,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
         ws_per_message_deflate=settings.compression,
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=2,
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",

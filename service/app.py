@@ -160,9 +160,13 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             yield
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await runtime.client.aclose()
+            # Bounded: a stop must not hang on Redis (DESIGN: exit within 5 s of SIGTERM).
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await task
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await runtime.client.aclose()
 
     app = Starlette(
         routes=[

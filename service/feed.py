@@ -84,6 +84,11 @@ class Feed:
             try:
                 await self._read_forever()
             except (RedisError, OSError) as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # redis-py can turn a cancellation mid-command into a connection
+                    # error; the service is stopping, so stop rather than retry.
+                    raise asyncio.CancelledError from exc
                 if self._progressed:
                     delay = BACKOFF_START
                 self.listener.connected(False)

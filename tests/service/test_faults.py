@@ -125,6 +125,7 @@ async def test_a_client_moves_to_the_other_instance_after_kill_9_and_misses_noth
         received: list[dict[str, Any]] = []
         epoch = ""
         seq = "0-0"
+        subscribed = asyncio.Event()
 
         async def follow(port: int, stop_after: int | None) -> None:
             nonlocal epoch, seq
@@ -137,6 +138,7 @@ async def test_a_client_moves_to_the_other_instance_after_kill_9_and_misses_noth
                 await ws.send(orjson.dumps(request).decode())
                 first = orjson.loads(await ws.recv())
                 assert first["type"] == ("resumed" if received else "snapshot")
+                subscribed.set()  # the night begins once the client is listening
                 with contextlib.suppress(ConnectionClosed):
                     while stop_after is None or len(received) < stop_after:
                         message = orjson.loads(await ws.recv())
@@ -146,7 +148,11 @@ async def test_a_client_moves_to_the_other_instance_after_kill_9_and_misses_noth
                         if len(received) == 650:
                             return
 
-        feeding = asyncio.create_task(_feed_slowly(redis, stream_key))
+        async def feed() -> None:
+            await subscribed.wait()
+            await _feed_slowly(redis, stream_key)
+
+        feeding = asyncio.create_task(feed())
         async with asyncio.timeout(60):
             with contextlib.suppress(ConnectionClosed, OSError):
                 await follow(port_one, stop_after=200)

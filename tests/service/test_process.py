@@ -34,20 +34,20 @@ def free_port() -> int:
 def service_process(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--log-level", "warning"],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(TIMEOUT)
-        if process.stdout is not None:
-            process.stdout.close()
+    # Its output goes to a file: a pipe that nobody reads could fill and stall it.
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--log-level", "warning"],
+            env=full_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process, port
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(TIMEOUT)
 
 
 async def wait_ready(port: int) -> None:

@@ -164,13 +164,17 @@ class Hub:
         self.subscribers.discard(subscriber)
         self._dirty.discard(subscriber)
         for channel in subscriber.channels:
-            self._stop_waiting(subscriber, channel)
-            members = self._by_channel.get(channel)
-            if members is not None:
-                members.discard(subscriber)
-                if not members:
-                    del self._by_channel[channel]
+            self._leave(subscriber, channel)
         subscriber.channels.clear()
+
+    def _leave(self, subscriber: Subscriber, channel: str) -> None:
+        """Take the subscriber off the channel's members and waiting list."""
+        self._stop_waiting(subscriber, channel)
+        members = self._by_channel.get(channel)
+        if members is not None:
+            members.discard(subscriber)
+            if not members:
+                del self._by_channel[channel]
 
     def _stop_waiting(self, subscriber: Subscriber, channel: str) -> None:
         waiting = self._waiting.get(channel)
@@ -587,12 +591,7 @@ class Hub:
         for channel in channels:
             subscriber.channels.discard(channel)
             subscriber.resync.discard(channel)
-            self._stop_waiting(subscriber, channel)
-            members = self._by_channel.get(channel)
-            if members is not None:
-                members.discard(subscriber)
-                if not members:
-                    del self._by_channel[channel]
+            self._leave(subscriber, channel)
 
     def _hello(self) -> Outgoing:
         return encode(

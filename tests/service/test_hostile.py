@@ -82,8 +82,9 @@ async def test_a_request_flood_is_rate_limited_then_closed_with_1008(
         assert (await other.receive())["type"] == "snapshot"
 
 
-async def test_invalid_utf8_in_a_text_frame_closes_with_1007(service: RunningService) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+async def raw_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection that has sent a websocket opening handshake, and nothing more."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
@@ -92,6 +93,11 @@ async def test_invalid_utf8_in_a_text_frame_closes_with_1007(service: RunningSer
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
+    return reader, writer
+
+
+async def test_invalid_utf8_in_a_text_frame_closes_with_1007(service: RunningService) -> None:
+    reader, writer = await raw_websocket(service.port)
     async with asyncio.timeout(TIMEOUT):
         assert b"101" in await reader.readuntil(b"\r\n\r\n")
         mask = os.urandom(4)
@@ -113,15 +119,7 @@ async def test_a_client_that_stops_answering_pings_is_closed(
     make_settings: Callable[..., Settings],
 ) -> None:
     async with run_service(make_settings(ping_interval=0.3, ping_timeout=0.3)) as service:
-        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        reader, writer = await raw_websocket(service.port)
         async with asyncio.timeout(TIMEOUT):
             await reader.readuntil(b"\r\n\r\n")
             # Read (so that nothing blocks) but never answer: the server gives up on us.

@@ -79,7 +79,7 @@ class Runtime:
             rejected=self._rejected,
             reset=self._reset,
             epoch_adopted=lambda epoch: self.hub.adopt_epoch(epoch),
-            settled=lambda: self.hub.settled(),
+            settled=lambda kept: self.hub.settled(kept),
             ready=self._ready,
             batch_done=self._batch_done,
             connected=self._connected,

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 from service.core.election import Election
 from service.core.events import InvalidEvent, decode_event
 from service.core.seq import ZERO, Seq
-from service.core.tally import Applied, Tally
+from service.core.tally import Applied, Change, Tally
 
 log = logging.getLogger("seatcast.feed")
 
@@ -48,8 +48,9 @@ class FeedListener:
     reset: Callable[[Tally, Seq], None]
     """The stream was begun again: a fresh tally and the new epoch."""
     epoch_adopted: Callable[[Seq], None]
-    settled: Callable[[], None]
-    """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent."""
+    settled: Callable[[tuple[Change, ...]], None]
+    """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent;
+    with the latest declarations changes it made, for the history."""
     ready: Callable[[], None]
     batch_done: Callable[[], None]
     """After each batch of entries read: the time to send what they changed."""
@@ -140,9 +141,9 @@ class Feed:
                 # A short batch: this is the end of the stream as it stood.
                 await self._flush_rejections()
                 if self.quiet:
-                    self.tally.settle()
+                    kept = self.tally.settle()
                     self.quiet = False
-                    self.listener.settled()
+                    self.listener.settled(kept)
                 self.caught_up = True
                 log.info(
                     "caught up with %s at entry %s (epoch %s)",

@@ -361,13 +361,16 @@ class Hub:
             self._dirty.add(subscriber)
         self.flush()
 
-    def settled(self) -> None:
+    def settled(self, kept: Iterable[Change] = ()) -> None:
         """The tally's states were rebuilt with nothing published (a quiet catch-up): drop
-        what was cached from before and take up the exit poll's embargo. The history then
-        starts here; a client resuming from an older seq gets a snapshot."""
+        what was cached from before and take up the exit poll's embargo. The history of
+        state channels starts here (a client resuming from an older seq gets a snapshot);
+        that of the declarations log holds ``kept``, its latest changes, so that no client
+        loses a declaration to a restart."""
         self._history.clear()
         self._snapshots.clear()
         self._take_up_embargo()
+        self.publish(kept)  # nobody is subscribed yet: this only fills the history
 
     def adopt_epoch(self, epoch: Seq) -> None:
         """The first entry of a stream that was empty: no state to throw away, and no new

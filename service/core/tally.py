@@ -46,6 +46,9 @@ from service.core.views import (
 NATIONAL = "national"
 DECLARATIONS = "declarations"
 RECENT_DECLARATIONS = 50
+KEPT_FROM_QUIET = 1000
+"""Declarations entries of quiet applies that ``settle`` returns as changes, so that a
+restarted instance can still serve clients resuming the declarations log with ``since``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class _Unshown(NamedTuple):
     """
 
     seq: Seq
+    prev: Seq
     kind: str
     seat: Constituency
     before: SeatRecord
@@ -121,7 +125,7 @@ class Tally:
         self._nations = {slug: Totals(parties) for slug in election.nations}
         self._exit_poll: State | None = None
         self._recent: deque[State] = deque(maxlen=RECENT_DECLARATIONS)
-        self._unshown: deque[_Unshown] = deque(maxlen=RECENT_DECLARATIONS)
+        self._unshown: deque[_Unshown] = deque(maxlen=KEPT_FROM_QUIET)
         self._unsettled = False
         self._routes = {
             seat_id: _Route(
@@ -197,22 +201,30 @@ class Tally:
             return self._apply_exit_poll(seq, event, quiet)
         return self._apply_seat_event(seq, event, quiet)
 
-    def settle(self) -> None:
+    def settle(self) -> tuple[Change, ...]:
         """Build every state afresh from the records and totals, after quiet applies.
 
         Afterwards the states, the channel seqs and the declarations log are what normal
         applies of the same events would have left, and normal applies may follow. Cheap
         enough (one build of every state) to call when in doubt.
+
+        Returns the declarations changes of the last quiet applies (up to
+        ``KEPT_FROM_QUIET``), as normal applies would have returned them: not to send, but
+        for a history that clients can resume the log from.
         """
         for totals in (self._national, *self._regions.values(), *self._nations.values()):
             totals.settle()
         self._states = self._compute_states()
+        changes = []
         for entry in self._unshown:
             before = constituency_state(entry.seat, entry.before)
             after = constituency_state(entry.seat, entry.after)
-            self._recent.append(self._entry(entry.seq, entry.kind, after, before, entry.reason))
+            data = self._entry(entry.seq, entry.kind, after, before, entry.reason)
+            self._recent.append(data)
+            changes.append(Change(DECLARATIONS, entry.seq, entry.prev, event=data))
         self._unshown.clear()
         self._unsettled = False
+        return tuple(changes)
 
     def _apply_exit_poll(self, seq: Seq, event: ExitPoll, quiet: bool) -> Applied:
         previous = self._exit_poll
@@ -373,7 +385,9 @@ class Tally:
             seqs[NATIONAL] = seqs[route.region_channel] = seqs[route.nation_channel] = seq
         if kind is not None:
             reason = event.reason if isinstance(event, Retraction) else None
-            self._unshown.append(_Unshown(seq, kind, route.seat, old, new, reason))
+            self._unshown.append(
+                _Unshown(seq, seqs[DECLARATIONS], kind, route.seat, old, new, reason)
+            )
             seqs[DECLARATIONS] = seq
 
     def _declare(self, seq: Seq, kind: str, event: SeatEvent, before: State) -> Change:

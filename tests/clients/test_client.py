@@ -415,7 +415,9 @@ async def test_a_restarted_service_is_resumed_and_nothing_is_missed(
             await follower.until(lambda: follower.client.seq("national") == while_down[-1])
             await follower.until(lambda: follower.statuses()[-1].status == "resynced")
             resynced = follower.statuses()[-1]
-            assert "resumed declarations, national" in resynced.detail
+            # The log is resumed (a restarted instance keeps its latest declarations);
+            # national, which changed while the service was down, may come as a snapshot.
+            assert "resumed declarations" in resynced.detail
             after = await xadd(redis, settings.stream, *NIGHT_2024[80:90])
             await follower.until(lambda: follower.client.seq("declarations") == after[-1])
             assert (await rest_national(second)) == {

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from service.core.election import Election
 from service.core.events import InvalidEvent, validate_event
 from service.core.seq import Seq
-from service.core.tally import DECLARATIONS, NATIONAL, Applied, Tally
+from service.core.tally import DECLARATIONS, KEPT_FROM_QUIET, NATIONAL, Applied, Change, Tally
 from tests.core.builders import (
     bundled_election,
     declaration,
@@ -80,13 +80,23 @@ def _catch_up(election: Election, documents: list[Document], start: int, stop: i
     """Apply ``documents`` normally to one tally and to another quietly from ``start`` to
     ``stop`` (then settled), checking that nothing tells the two apart."""
     normal, quiet = Tally(election), Tally(election)
+    logged: list[Change] = []  # the declarations changes of the normal applies in the window
+
+    def settle() -> None:
+        kept = quiet.settle()
+        # What settle hands back for the history is what the normal applies sent.
+        assert list(kept) == logged[-KEPT_FROM_QUIET:]
+        logged.clear()
+
     for number, document in enumerate(documents):
         seq = Seq(FIRST_MS + number // 2, number % 2)
         if number == stop:
-            quiet.settle()
+            settle()
             assert _states(quiet) == _states(normal)
         silent = start <= number < stop
         expected = _apply(normal, seq, document, quiet=False)
+        if silent and isinstance(expected, Applied):
+            logged.extend(c for c in expected.changes if c.channel == DECLARATIONS)
         got = _apply(quiet, seq, document, quiet=silent)
         if not silent:
             assert got == expected
@@ -97,7 +107,7 @@ def _catch_up(election: Election, documents: list[Document], start: int, stop: i
         assert quiet.seq == normal.seq
         assert _seqs(quiet) == _seqs(normal), document
     if stop >= len(documents):
-        quiet.settle()
+        settle()
     assert _states(quiet) == _states(normal)
     assert _seqs(quiet) == _seqs(normal)
     assert quiet.recompute() == normal.recompute()

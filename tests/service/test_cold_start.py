@@ -184,7 +184,20 @@ async def test_after_a_cold_start_the_current_seq_resumes_and_an_older_one_gets_
             "seq": ids[-1],
         }
 
-        # Changes from before the start were never published: an older seq gets a snapshot.
+        # The declarations log is kept through a restart: an older seq of it resumes, and
+        # every declaration after it follows, none lost.
+        await client.send({"op": "unsubscribe", "channels": ["declarations"]})
+        await client.subscribe(
+            "declarations", since={"declarations": ids[-300]}, epoch=hello["epoch"]
+        )
+        assert (await client.receive())["type"] == "resumed"
+        prev = ids[-300]
+        for expected in ids[-299:]:
+            event = await client.receive()
+            assert (event["prev"], event["seq"]) == (prev, expected)
+            prev = expected
+
+        # State channels start their history at the start: an older seq gets a snapshot.
         await client.send({"op": "unsubscribe", "channels": ["national", "declarations"]})
         await client.subscribe(
             "national", "declarations", since={"national": ids[-2], "declarations": ids[-2]}

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
-import uvicorn
-
-from service.app import create_app
-from service.connection import DirectProtocol
 from service.core.election import ElectionError, load_election
 from service.embedded import EmbeddedRedis, EmbeddedRedisError
-from service.settings import Settings, load_settings
+from service.server import ignore_stop_signals, serve
+from service.settings import load_settings
+from service.workers import run_workers
 
 log = logging.getLogger("seatcast")
 
@@ -29,23 +26,6 @@ def redacted(url: str) -> str:
     user = f"{parts.username}:***@" if parts.username else ":***@"
     netloc = user + host + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=settings.host,
-        port=settings.port,
-        ws=DirectProtocol,
-        ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=settings.ping_interval,
-        ws_ping_timeout=settings.ping_timeout,
-        ws_per_message_deflate=settings.compression,
-        timeout_graceful_shutdown=2,
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,12 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.host,
         settings.port,
     )
-    # uvicorn re-raises the signal that stopped it once it has shut down; with these
-    # handlers in place that re-raise returns here, so the embedded Redis is stopped too.
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, lambda number, frame: None)
+    if settings.workers < 1 or (settings.workers > 1 and settings.port == 0):
+        print("seatcast: --workers needs a number from 1, and a fixed --port", file=sys.stderr)
+        return 2
+    ignore_stop_signals()
     try:
-        uvicorn.Server(uvicorn_config(settings, create_app(settings, election))).run()
+        if settings.workers == 1:
+            serve(settings, election)
+        else:
+            run_workers(settings)
     finally:
         if embedded is not None:
             embedded.stop()

@@ -44,6 +44,8 @@ class Settings:
     allowed_origins: str = ""
     """Comma-separated browser origins allowed on /ws; empty: any."""
     metrics_token: str | None = field(default=None, repr=False)
+    workers: int = 1
+    """Independent service processes sharing the port (SO_REUSEPORT)."""
 
     @property
     def rejected(self) -> str:
@@ -73,6 +75,7 @@ _ENV = {
     "require_token": "SEATCAST_REQUIRE_TOKEN",
     "allowed_origins": "SEATCAST_ALLOWED_ORIGINS",
     "metrics_token": "SEATCAST_METRICS_TOKEN",
+    "workers": "SEATCAST_WORKERS",
 }
 
 _HELP = {
@@ -98,6 +101,7 @@ _HELP = {
     "require_token": "refuse clients (websocket 1008, HTTP 401) that bring no valid token",
     "allowed_origins": "comma-separated browser origins allowed to open /ws (default: any)",
     "metrics_token": "bearer token that /metrics requires (default: none)",
+    "workers": "independent service processes on one port (SO_REUSEPORT), each a core",
 }
 
 

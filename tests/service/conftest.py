@@ -17,8 +17,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from service import data
-from service.__main__ import uvicorn_config
 from service.app import create_app
+from service.server import uvicorn_config
 from service.settings import Settings
 from tests.conftest import TIMEOUT
 

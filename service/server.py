@@ -1,0 +1,42 @@
+"""Running the app under uvicorn: its configuration, and one server process."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import uvicorn
+
+from service.app import create_app
+from service.connection import DirectProtocol
+from service.core.election import Election
+from service.settings import Settings
+
+
+def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        ws=DirectProtocol,
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.ping_timeout,
+        ws_per_message_deflate=settings.compression,
+        timeout_graceful_shutdown=2,
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def ignore_stop_signals() -> None:
+    """uvicorn re-raises the signal that stopped it once it has shut down; with these
+    handlers in place that re-raise returns to us, so what we started is stopped too."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda number, frame: None)
+
+
+def serve(settings: Settings, election: Election, sock: socket.socket | None = None) -> None:
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings, election)))
+    server.run(sockets=None if sock is None else [sock])

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, ReadOnlyError, RedisError, ResponseError
 
 from service.core.election import Election
 from service.core.events import InvalidEvent, decode_event
@@ -198,6 +198,15 @@ class Feed:
                     self.rejected_stream,
                     {"id": str(rejection.seq), "reason": rejection.reason, "event": rejection.raw},
                     id=str(rejection.seq),
+                )
+            except (ReadOnlyError, NoPermissionError) as exc:
+                # A read-only replica or a user without XADD: the event stays logged and
+                # counted, but reading must go on.
+                log.warning(
+                    "cannot copy entry %s to %s (%s): logged and counted only",
+                    rejection.seq,
+                    self.rejected_stream,
+                    exc,
                 )
             except ResponseError as exc:
                 if "equal or smaller" not in str(exc):

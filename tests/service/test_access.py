@@ -331,3 +331,32 @@ async def test_the_service_reads_a_redis_over_tls_with_a_password(
         await client.aclose()
         process.terminate()
         process.wait(TIMEOUT)
+
+
+async def test_where_rejected_events_cannot_be_written_the_reader_goes_on(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis, redis_url: str
+) -> None:
+    """A read-only replica, or a user without XADD: rejections are logged and counted only."""
+    settings = make_settings()
+    user = f"seatcast-ro-{settings.stream.split(':')[1]}"
+    await redis.execute_command(
+        "ACL", "SETUSER", user, "on", ">ro-password", "resetkeys", f"~{settings.stream}",
+        f"~{settings.rejected}", "resetchannels", "-@all", "+xread", "+xrange", "+xrevrange",
+        "+ping", "+hello",
+    )  # fmt: skip
+    try:
+        if redis_url.startswith("unix://"):
+            url = f"unix://{user}:ro-password@{redis_url.removeprefix('unix://')}"
+        else:
+            url = redis_url.replace("redis://", f"redis://{user}:ro-password@", 1)
+        async with run_service(make_settings(redis_url=url)) as service:
+            ids = await xadd(
+                redis, settings.stream, "not json", {"type": "exit_poll", "seats": {"LAB": 3}}
+            )
+            async with asyncio.timeout(TIMEOUT):
+                while (await service.get("/api/national")).json()["seq"] != ids[-1]:
+                    await asyncio.sleep(0.02)
+            assert "seatcast_events_rejected_total 1.0" in (await service.get("/metrics")).text
+            assert await redis.xlen(settings.rejected) == 0
+    finally:
+        await redis.execute_command("ACL", "DELUSER", user)

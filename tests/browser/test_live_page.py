@@ -88,7 +88,8 @@ async def test_the_banner_follows_the_national_state_while_the_feeder_replays(
         sys.executable,
         "-m",
         "clients.feeder",
-        *("--limit", "50", "--speed", "100000", "--max-gap", "0.04"),
+        # Tens of ms to 0.15 s between events: time for the page and the API to agree between.
+        *("--limit", "50", "--speed", "2000", "--max-gap", "0.15"),
         *("--stream", service.settings.stream, "--redis-url", redis_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

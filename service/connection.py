@@ -68,9 +68,6 @@ class DirectSink:
     def attach(self, subscriber: Subscriber) -> None:
         self.protocol.on_writable = lambda: self.flush(subscriber)
 
-    def buffered(self) -> int:
-        return self.protocol.transport.get_write_buffer_size()
-
     def flush(self, subscriber: Subscriber) -> None:
         if subscriber.close_code is None and self.protocol.can_write:
             messages = self.hub.drain(subscriber)
@@ -96,9 +93,6 @@ class TaskSink:
         self.wake = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
-
-    def buffered(self) -> int:
-        return 0
 
     def flush(self, subscriber: Subscriber) -> None:
         self.wake.set()

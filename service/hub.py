@@ -71,10 +71,6 @@ def error_message(code: str, message: str) -> Outgoing:
 class Sink(Protocol):
     """Where a subscriber's messages go: a connection, seen from the hub."""
 
-    def buffered(self) -> int:
-        """Bytes accepted but not yet sent (below the hub's own queue)."""
-        ...
-
     def flush(self, subscriber: Subscriber) -> None:
         """Send what is queued if the connection can take it now; never blocks."""
         ...
@@ -90,7 +86,9 @@ class Subscriber:
 
     sink: Sink
     limit: int
-    """Queue bound in bytes (with what the sink holds): past it the slow-client policy."""
+    """Queue bound in bytes: past it the slow-client policy. A sink takes what is queued
+    only while its connection can take it (below the transport's high-water mark), so what
+    it holds below the queue is bounded too and need not be counted on the hot path."""
     channels: set[str] = field(default_factory=set)
     queue: deque[Outgoing] = field(default_factory=deque)
     queued_bytes: int = 0
@@ -268,7 +266,7 @@ class Hub:
             if public is not None and not subscriber.embargoed:
                 self._queue_or_resync(subscriber, channel, public)
                 continue
-            if subscriber.queued_bytes + subscriber.sink.buffered() + size <= subscriber.limit:
+            if subscriber.queued_bytes + size <= subscriber.limit:
                 subscriber.queue.append(message)
                 subscriber.queued_bytes += size
                 dirty.add(subscriber)
@@ -285,7 +283,7 @@ class Hub:
         self._on_send(sent)
 
     def _queue_or_resync(self, subscriber: Subscriber, channel: str, message: Outgoing) -> None:
-        if subscriber.queued_bytes + subscriber.sink.buffered() + len(message) <= subscriber.limit:
+        if subscriber.queued_bytes + len(message) <= subscriber.limit:
             subscriber.push(message)
         else:
             subscriber.resync.add(channel)

@@ -21,9 +21,6 @@ class RecordingSink:
     def __init__(self) -> None:
         self.closed: tuple[int, str] | None = None
 
-    def buffered(self) -> int:
-        return 0
-
     def flush(self, subscriber: Subscriber) -> None:
         pass
 

@@ -9,7 +9,7 @@ import logging
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -224,22 +224,32 @@ async def test_secrets_are_never_logged(
         assert secret not in logged
 
 
+@contextlib.asynccontextmanager
+async def acl_user(
+    redis: aioredis.Redis, redis_url: str, stream: str, rejected: str, commands: tuple[str, ...]
+) -> AsyncIterator[str]:
+    """A Redis ACL user limited to the two streams and ``commands``; yields its URL."""
+    user = f"seatcast-test-{stream.split(':')[1]}"
+    await redis.execute_command(
+        "ACL", "SETUSER", user, "on", ">acl-test-password", "resetkeys", f"~{stream}",
+        f"~{rejected}", "resetchannels", "-@all", *commands,
+    )  # fmt: skip
+    try:
+        if redis_url.startswith("unix://"):
+            yield f"unix://{user}:acl-test-password@{redis_url.removeprefix('unix://')}"
+        else:
+            yield redis_url.replace("redis://", f"redis://{user}:acl-test-password@", 1)
+    finally:
+        await redis.execute_command("ACL", "DELUSER", user)
+
+
 async def test_the_service_runs_with_the_minimal_acl_the_readme_documents(
     make_settings: Callable[..., Settings], redis: aioredis.Redis, redis_url: str
 ) -> None:
     settings = make_settings()
     stream, rejected = settings.stream, settings.rejected
-    user = f"seatcast-test-{stream.split(':')[1]}"
-    await redis.execute_command(
-        "ACL", "SETUSER", user, "on", ">acl-test-password", "resetkeys", f"~{stream}",
-        f"~{rejected}", "resetchannels", "-@all", "+xread", "+xrange", "+xrevrange", "+xadd",
-        "+ping", "+hello",
-    )  # fmt: skip
-    try:
-        if redis_url.startswith("unix://"):
-            url = f"unix://{user}:acl-test-password@{redis_url.removeprefix('unix://')}"
-        else:
-            url = redis_url.replace("redis://", f"redis://{user}:acl-test-password@", 1)
+    commands = ("+xread", "+xrange", "+xrevrange", "+xadd", "+ping", "+hello")
+    async with acl_user(redis, redis_url, stream, rejected, commands) as url:
         async with run_service(make_settings(redis_url=url)) as service:
             [good, bad] = await xadd(
                 redis, stream, {"type": "exit_poll", "seats": {"LAB": 1}}, "not json"
@@ -249,8 +259,6 @@ async def test_the_service_runs_with_the_minimal_acl_the_readme_documents(
                     await asyncio.sleep(0.02)
             assert (await service.get("/readyz")).json()["seq"] == bad
             assert (await service.get("/api/national")).json()["seq"] == good
-    finally:
-        await redis.execute_command("ACL", "DELUSER", user)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -338,17 +346,8 @@ async def test_where_rejected_events_cannot_be_written_the_reader_goes_on(
 ) -> None:
     """A read-only replica, or a user without XADD: rejections are logged and counted only."""
     settings = make_settings()
-    user = f"seatcast-ro-{settings.stream.split(':')[1]}"
-    await redis.execute_command(
-        "ACL", "SETUSER", user, "on", ">ro-password", "resetkeys", f"~{settings.stream}",
-        f"~{settings.rejected}", "resetchannels", "-@all", "+xread", "+xrange", "+xrevrange",
-        "+ping", "+hello",
-    )  # fmt: skip
-    try:
-        if redis_url.startswith("unix://"):
-            url = f"unix://{user}:ro-password@{redis_url.removeprefix('unix://')}"
-        else:
-            url = redis_url.replace("redis://", f"redis://{user}:ro-password@", 1)
+    commands = ("+xread", "+xrange", "+xrevrange", "+ping", "+hello")  # no +xadd
+    async with acl_user(redis, redis_url, settings.stream, settings.rejected, commands) as url:
         async with run_service(make_settings(redis_url=url)) as service:
             ids = await xadd(
                 redis, settings.stream, "not json", {"type": "exit_poll", "seats": {"LAB": 3}}
@@ -358,5 +357,3 @@ async def test_where_rejected_events_cannot_be_written_the_reader_goes_on(
                     await asyncio.sleep(0.02)
             assert "seatcast_events_rejected_total 1.0" in (await service.get("/metrics")).text
             assert await redis.xlen(settings.rejected) == 0
-    finally:
-        await redis.execute_command("ACL", "DELUSER", user)

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from service.access import Access, AccessDenied, Grant, bearer
-from service.connection import serve_websocket
+from service.connection import CATCHING_UP, NOT_READY_WAIT, serve_websocket
 from service.core.election import Election, load_election
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally, constituency_channel
@@ -35,8 +35,6 @@ from service.settings import Settings
 
 log = logging.getLogger("seatcast")
 STATIC = Path(__file__).parent / "static"
-NOT_READY_WAIT = 10.0
-"""Seconds a websocket waits for a starting instance to catch up before 1013."""
 FLUSH_EVERY = 32
 """Within a large batch of stream entries (catching up, a burst), hand clients what they
 have every this many events, so that queues hold a slice of the burst and not all of it."""
@@ -56,6 +54,8 @@ class Runtime:
     access: Access = field(init=False)
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
+    waiting_connections: set[asyncio.Task[None]] = field(default_factory=set)
+    """Websocket handshakes held until the instance is ready (see service.direct)."""
     connected: bool = False
     _published: list[Seq] = field(default_factory=list)
     _embargo_timer: asyncio.TimerHandle | None = None
@@ -223,7 +223,7 @@ def not_ready(request: Request) -> Response | None:
     """Before the stream as it stood at start-up is applied, the state is partial: say so."""
     if _runtime(request).ready:
         return None
-    return error_response(503, "not_ready", "catching up with the stream; try again shortly")
+    return error_response(503, "not_ready", CATCHING_UP)
 
 
 def channel_response(request: Request, channel: str, what: str) -> Response:
@@ -356,6 +356,6 @@ async def websocket(ws: WebSocket) -> None:
                 await runtime.caught_up.wait()
         if not runtime.ready:
             await ws.accept()
-            await ws.close(CLOSE_TRY_LATER, "catching up with the stream; try again shortly")
+            await ws.close(CLOSE_TRY_LATER, CATCHING_UP)
             return
     await serve_websocket(ws, runtime.hub, runtime.settings.queue_bytes, runtime.access)

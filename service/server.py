@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import signal
 import socket
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from service.app import create_app
-from service.connection import DirectProtocol
 from service.core.election import Election
+from service.direct import protocol_for
 from service.settings import Settings
 
 
-def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: Starlette) -> uvicorn.Config:
+    # Uncompressed /ws is served below ASGI (service.direct); with compression on, every
+    # message is deflated per connection anyway, so uvicorn's protocol and Starlette serve it.
+    ws: Any = "websockets-sansio" if settings.compression else protocol_for(app)
     return uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,
         host=settings.host,
         port=settings.port,
-        ws=DirectProtocol,
+        ws=ws,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,

@@ -1,0 +1,340 @@
+"""/ws below ASGI: a small protocol object per connection, no task, the hub's frames written
+straight to the socket.
+
+Why (PERFORMANCE.md has the numbers): through ASGI every message to every client is a trip
+through uvicorn's protocol, an ASGI task and Starlette's WebSocket, and every connection
+holds a task, a queue and an event; at 10,000 clients that was most of the fan-out's CPU and
+RSS. An uncompressed server frame is the same bytes for every client, so the hub encodes it
+once and this protocol writes it with one ``os.write`` per client: all the client's pending
+messages in that one write. What the socket does not take goes to the asyncio transport,
+whose buffer limit is zero, so "the transport holds nothing" is exactly "writable" and our
+direct writes can never overtake bytes it still holds. Handshake and client frames are
+parsed by the websockets library's sans-I/O ``ServerProtocol``.
+
+uvicorn still accepts the TCP connection and parses the HTTP request; it hands the upgrade
+to this class (``uvicorn.Config(ws=...)``). Starlette serves everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from service.access import AccessDenied, bearer
+from service.connection import CATCHING_UP, NOT_READY_WAIT, admit, join
+from service.hub import CLOSE_POLICY, CLOSE_RESTART, CLOSE_TRY_LATER, Subscriber, error_message
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from service.app import Runtime
+
+log = logging.getLogger("seatcast.ws")
+PATH = "/ws"
+CLOSE_TIMEOUT = 10.0
+"""Seconds to wait for the client's answer to our close frame before dropping the socket."""
+CLOSE_INTERNAL = 1011
+CLOSE_BAD_DATA = 1007
+
+
+class DirectConnection(asyncio.Protocol):
+    """One /ws connection: the hub's sink for one subscriber."""
+
+    app: ClassVar[Starlette]
+    """Set on the subclass ``protocol_for`` makes; the runtime is ``app.state.runtime``."""
+
+    __slots__ = (
+        "_close_timer",
+        "_expiry",
+        "_fd",
+        "_fragments",
+        "_keepalive",
+        "_ping_interval",
+        "_ping_payload",
+        "_ping_timeout",
+        "_writable",
+        "conn",
+        "connections",
+        "runtime",
+        "subscriber",
+        "transport",
+    )
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, **_: Any) -> None:
+        self.connections: set[Any] = server_state.connections
+        self.conn = ServerProtocol(max_size=config.ws_max_size, logger=log)
+        self.runtime: Runtime = self.app.state.runtime
+        self.transport: asyncio.Transport | None = None
+        self.subscriber: Subscriber | None = None
+        self._fd = -1
+        self._writable = False
+        self._fragments: list[bytes] | None = None
+        self._ping_interval: float | None = config.ws_ping_interval
+        self._ping_timeout: float | None = config.ws_ping_timeout
+        self._ping_payload: bytes | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.connections.add(self)
+        # Paused whenever the transport holds anything: see the module docstring.
+        transport.set_write_buffer_limits(high=0)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
+            self._fd = sock.fileno()
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        for event in conn.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+            elif isinstance(event, Frame):
+                self._frame(event)
+        self._send_pending()
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        if self.subscriber is not None:
+            self.flush(self.subscriber)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        self._writable = False
+        for timer in (self._keepalive, self._expiry, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._keepalive = self._expiry = self._close_timer = None
+        subscriber, self.subscriber = self.subscriber, None
+        if subscriber is not None:
+            self.runtime.hub.disconnect(subscriber)
+
+    def shutdown(self) -> None:
+        """uvicorn is stopping: tell the client to reconnect (elsewhere) with 1012."""
+        if self.conn.state is State.OPEN:
+            self.close(CLOSE_RESTART, "server restarting")
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- the hub's sink -------------------------------------------------------------------
+
+    def flush(self, subscriber: Subscriber) -> None:
+        """Write everything queued for the client in one write, if the socket can take it."""
+        if not self._writable:
+            return
+        queue = subscriber.queue
+        if len(queue) == 1 and not subscriber.resync:
+            # The usual case, kept short: one new message for a client that keeps up.
+            data = queue.popleft().wire
+            subscriber.queued_bytes = 0
+        else:
+            messages = self.runtime.hub.drain(subscriber)
+            if not messages:
+                return
+            data = b"".join([message.wire for message in messages])
+        if self._fd >= 0:
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:
+                sent = 0  # full (the transport waits for it) or failing (it reports that)
+            if sent == len(data):
+                return
+            data = data[sent:]
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame; the client answers it and the socket closes, or we drop it."""
+        subscriber, self.subscriber = self.subscriber, None
+        if subscriber is not None:
+            self.runtime.hub.disconnect(subscriber)
+        if self.conn.state is not State.OPEN or self.transport is None:
+            return
+        self.conn.send_close(code, reason)
+        self._send_pending()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        if not self.transport.is_closing():
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
+
+    # --- opening ---------------------------------------------------------------------------
+
+    def _handshake(self, request: Request) -> None:
+        path, _, query = request.path.partition("?")
+        if path != PATH:
+            self._refuse(self.conn.reject(404, f"no websocket at {path}; use {PATH}\n"))
+            return
+        response = self.conn.accept(request)
+        if response.status_code != 101:
+            self._refuse(response)
+            return
+        if self.runtime.ready:
+            self._open(request, response, query)
+            return
+        # A restarted instance must not show clients the partial state of its catch-up:
+        # the handshake waits until it is ready (this task is the only one a connection
+        # ever has, and only then).
+        task = asyncio.ensure_future(self._open_when_ready(request, response, query))
+        self.runtime.waiting_connections.add(task)
+        task.add_done_callback(self.runtime.waiting_connections.discard)
+
+    async def _open_when_ready(self, request: Request, response: Response, query: str) -> None:
+        try:
+            async with asyncio.timeout(NOT_READY_WAIT):
+                await self.runtime.caught_up.wait()
+        except TimeoutError:
+            pass
+        self._open(request, response, query)
+
+    def _refuse(self, response: Response) -> None:
+        self.conn.send_response(response)
+        self._send_pending()
+        assert self.transport is not None
+        self.transport.close()
+
+    def _open(self, request: Request, response: Response, query: str) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.conn.send_response(response)
+        self._writable = True
+        self._send_pending()
+        runtime = self.runtime
+        if not runtime.ready:
+            self.close(CLOSE_TRY_LATER, CATCHING_UP)
+            return
+        origins = request.headers.get_all("Origin")
+        token = parse_qs(query).get("token", [None])[-1] or bearer(
+            next(iter(request.headers.get_all("Authorization")), None)
+        )
+        # Refused only once accepted, so that the client is told why, with close code 1008.
+        try:
+            grant = admit(runtime.access, origins[0] if origins else None, token)
+        except AccessDenied as exc:
+            self.close(CLOSE_POLICY, str(exc))
+            return
+        log.info('%s - "WebSocket %s" open', _peer(self.transport), PATH)
+        self.subscriber = Subscriber(self, runtime.settings.queue_bytes)
+        self._expiry = join(runtime.hub, self.subscriber, grant)
+        self._schedule_ping()
+
+    # --- client frames ---------------------------------------------------------------------
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
+            self._message_part(frame)
+        elif opcode is Opcode.PONG:
+            if self._ping_payload is not None and bytes(frame.data) == self._ping_payload:
+                self._ping_payload = None
+                self._schedule_ping()
+        # PING and CLOSE are answered by ServerProtocol itself: see _send_pending.
+
+    def _message_part(self, frame: Frame) -> None:
+        """Gather a message's frames; the library bounds its size (max_size) and order."""
+        if frame.opcode is not Opcode.CONT:
+            self._fragments = [b"T" if frame.opcode is Opcode.TEXT else b"B"]
+        if self._fragments is None:
+            return
+        self._fragments.append(bytes(frame.data))
+        if not frame.fin:
+            return
+        kind, *parts = self._fragments
+        self._fragments = None
+        subscriber = self.subscriber
+        if subscriber is None:
+            return  # closing, or not let in: nothing the client says matters now
+        if kind == b"B":
+            subscriber.push(
+                error_message("binary_not_supported", "send JSON requests as text frames")
+            )
+            self.flush(subscriber)
+            return
+        try:
+            text = b"".join(parts).decode()
+        except UnicodeDecodeError:
+            self.conn.fail(CLOSE_BAD_DATA, "invalid UTF-8 in a text frame")
+            self.close(CLOSE_BAD_DATA, "")
+            return
+        self.runtime.hub.handle(subscriber, text)
+
+    def _send_pending(self) -> None:
+        """Write what the library has for the client: handshake, pongs, close frames; close
+        the socket when it says the connection is over."""
+        transport = self.transport
+        if transport is None:
+            return
+        chunks = self.conn.data_to_send()
+        if not chunks:
+            return
+        data = b"".join(chunks)
+        if data and not transport.is_closing():
+            transport.write(data)
+        if self.conn.state is not State.OPEN:
+            # A close frame is out: no message may follow it.
+            self._writable = False
+            subscriber, self.subscriber = self.subscriber, None
+            if subscriber is not None:
+                self.runtime.hub.disconnect(subscriber)
+        if chunks[-1] == b"":
+            transport.close()
+
+    # --- keepalive -------------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        if self._ping_interval and self.conn.state is State.OPEN:
+            loop = asyncio.get_running_loop()
+            self._keepalive = loop.call_later(self._ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._keepalive = None
+        if self.conn.state is not State.OPEN:
+            return
+        self._ping_payload = os.urandom(4)
+        self.conn.send_ping(self._ping_payload)
+        self._send_pending()
+        if self._ping_timeout:
+            loop = asyncio.get_running_loop()
+            self._keepalive = loop.call_later(self._ping_timeout, self._ping_timed_out)
+        else:
+            self._schedule_ping()
+
+    def _ping_timed_out(self) -> None:
+        self._keepalive = None
+        self.close(CLOSE_INTERNAL, "keepalive ping timeout")
+
+
+def _peer(transport: asyncio.BaseTransport | None) -> str:
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
+
+
+def protocol_for(app: Starlette) -> type[DirectConnection]:
+    """The uvicorn websocket protocol class serving /ws for this app."""
+
+    class AppConnection(DirectConnection):
+        __slots__ = ()
+
+    AppConnection.app = app
+    return AppConnection

@@ -1,0 +1,97 @@
+"""The /ws protocol below ASGI (service.direct): what it must do that Starlette used to."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import redis.asyncio as aioredis
+import websockets
+from websockets.frames import Frame, Opcode
+
+from tests.conftest import TIMEOUT
+from tests.service.conftest import NIGHT_2024, Client, RunningService, connect, xadd
+from tests.service.test_hostile import raw_websocket
+
+
+async def test_a_websocket_handshake_elsewhere_than_ws_gets_404(service: RunningService) -> None:
+    url = f"ws://127.0.0.1:{service.port}/not-here"
+    try:
+        async with websockets.connect(url, open_timeout=TIMEOUT):
+            raise AssertionError("the handshake should have been refused")
+    except websockets.InvalidStatus as exc:
+        assert exc.response.status_code == 404
+    async with connect(service) as client:
+        assert (await client.receive())["type"] == "hello"
+
+
+async def test_a_request_sent_in_fragments_is_answered(service: RunningService) -> None:
+    reader, writer = await raw_websocket(service.port)
+    request = b'{"op": "ping", "id": "in pieces"}'
+    first, second = request[:10], request[10:]
+    async with asyncio.timeout(TIMEOUT):
+        await reader.readuntil(b"\r\n\r\n")  # a client waits for the 101 (RFC 6455 4.1)
+        for frame in (
+            Frame(Opcode.TEXT, first, fin=False),
+            Frame(Opcode.CONT, second, fin=True),
+        ):
+            writer.write(frame.serialize(mask=True))
+            await writer.drain()
+        seen = b""
+        while b"in pieces" not in seen:
+            chunk = await reader.read(4096)
+            assert chunk, "the connection closed before the pong"
+            seen += chunk
+    assert b'"type":"pong"' in seen
+    writer.close()
+
+
+async def test_a_client_that_reads_slowly_through_a_tiny_buffer_gets_every_declaration(
+    service: RunningService, redis: aioredis.Redis
+) -> None:
+    """Writes the socket only partly takes go through the transport and resume in order."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", service.port))
+    async with websockets.connect(
+        service.ws, sock=sock, max_queue=1, compression=None, open_timeout=TIMEOUT
+    ) as ws:
+        client = Client(ws)
+        await client.receive()
+        await client.subscribe("declarations")
+        assert (await client.receive())["type"] == "snapshot"
+        ids = await xadd(redis, service.settings.stream, *NIGHT_2024[:200])
+        seq = "0-0"
+        count = 0
+        async with asyncio.timeout(TIMEOUT * 2):
+            while seq != ids[-1]:
+                message = await client.receive()
+                assert message["type"] == "event"
+                assert message["prev"] == seq
+                seq = message["seq"]
+                count += 1
+                if count % 20 == 0:
+                    await asyncio.sleep(0.05)  # let the server's writes back up
+        assert count == len(ids) - 1  # every declaration (the first entry is the exit poll)
+
+
+async def test_a_frame_that_breaks_the_protocol_closes_only_that_connection(
+    service: RunningService,
+) -> None:
+    reader, writer = await raw_websocket(service.port)
+    async with asyncio.timeout(TIMEOUT):
+        data = await reader.readuntil(b"\r\n\r\n")
+        # Unmasked client frame: RFC 6455 requires the server to fail the connection (1002).
+        writer.write(bytes([0x81, 2]) + b"{}")
+        while chunk := await reader.read(65536):
+            data += chunk
+    close_at = data.find(b"\x88")
+    assert close_at >= 0
+    assert int.from_bytes(data[close_at + 2 : close_at + 4], "big") == 1002
+    writer.close()
+    async with connect(service) as client:
+        await client.receive()
+        await client.send({"op": "ping", "id": os.getpid()})
+        assert (await client.receive())["type"] == "pong"

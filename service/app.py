@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from service import collector
 from service.access import Access, AccessDenied, Grant, bearer
 from service.connection import CATCHING_UP, NOT_READY_WAIT, serve_websocket
 from service.core.election import Election, load_election
@@ -141,6 +143,7 @@ class Runtime:
     def _ready(self) -> None:
         if not self.ready:
             self.ready = True
+            collector.freeze_startup()
             self.caught_up.set()
             self.metrics.ready.set(1)
 
@@ -155,10 +158,14 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        thresholds = collector.take_over()
         task = asyncio.create_task(runtime.feed.run(), name="seatcast-feed")
+        collections = asyncio.create_task(collector.run_full_collections(), name="seatcast-gc")
         try:
             yield
         finally:
+            collections.cancel()
+            gc.set_threshold(*thresholds)
             task.cancel()
             # Bounded: a stop must not hang on Redis (DESIGN: exit within 5 s of SIGTERM).
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):

@@ -124,6 +124,9 @@ class DirectConnection(asyncio.Protocol):
         subscriber, self.subscriber = self.subscriber, None
         if subscriber is not None:
             self.runtime.hub.disconnect(subscriber)
+        # The library's parser is a generator holding its protocol: a cycle, which would
+        # wait for a full collection (see service.collector). Ending it frees both now.
+        self.conn.parser.close()
 
     def shutdown(self) -> None:
         """uvicorn is stopping: tell the client to reconnect (elsewhere) with 1012."""

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 import websockets
 from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
 
+from service import collector
+from service.direct import DirectConnection
+from service.settings import Settings
 from tests.conftest import TIMEOUT
-from tests.service.conftest import NIGHT_2024, Client, RunningService, connect, xadd
+from tests.service.conftest import (
+    NIGHT_2024,
+    Client,
+    RunningService,
+    connect,
+    run_service,
+    xadd,
+)
 from tests.service.test_hostile import raw_websocket
 
 
@@ -95,3 +108,40 @@ async def test_a_frame_that_breaks_the_protocol_closes_only_that_connection(
         await client.receive()
         await client.send({"op": "ping", "id": os.getpid()})
         assert (await client.receive())["type"] == "pong"
+
+
+async def test_a_closed_connection_is_freed_by_reference_counting(
+    service: RunningService,
+) -> None:
+    """Full collections are rare (service.collector): a connection must not wait for one."""
+
+    def alive() -> int:
+        kinds = (DirectConnection, ServerProtocol)
+        return sum(issubclass(type(o), kinds) for o in gc.get_objects())
+
+    gc.collect()
+    before = alive()
+    gc.disable()
+    try:
+        for _ in range(5):
+            # Dropped mid-stream (no close frame, no EOF): the parser is left suspended.
+            reader, writer = await raw_websocket(service.port)
+            async with asyncio.timeout(TIMEOUT):
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.read(4096)
+            writer.transport.abort()
+        async with asyncio.timeout(TIMEOUT):
+            while alive() > before:
+                await asyncio.sleep(0.05)
+    finally:
+        gc.enable()
+
+
+async def test_while_serving_only_timed_collections_walk_the_oldest_generation(
+    make_settings: Callable[..., Settings],
+) -> None:
+    before = gc.get_threshold()
+    async with run_service(make_settings()):
+        assert gc.get_threshold()[2] >= collector.NEVER
+        assert gc.get_freeze_count() > 0  # what the catch-up built
+    assert gc.get_threshold() == before

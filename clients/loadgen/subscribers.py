@@ -18,8 +18,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-import orjson
-
 from clients.loadgen.connections import Client, Totals, open_link, parse_seq
 from clients.loadgen.histogram import Histogram
 from clients.loadgen.procfs import raise_open_files_limit
@@ -55,7 +53,7 @@ class WorkerPlan:
     seed: int
     seats: tuple[str, ...]
     link: str
-    """``raw`` or ``asyncio``: see :mod:`clients.loadgen.connections`."""
+    """``raw``, ``asyncio`` or ``resp``: see :mod:`clients.loadgen.connections`."""
     concurrency: int
     connect_timeout: float
     setup_timeout: float
@@ -137,7 +135,7 @@ class Report:
             self.expected += final[0]
             missing = max(0, final[0] - chain.received)
             self.missing += missing
-            if chain.gapped or (complete and channel == "declarations"):
+            if chain.gapped or (complete and (channel == "declarations" or chain.unanchored)):
                 self.lost += missing
             elif not complete:
                 # The chain is intact but stops short: the rest had not arrived when the
@@ -215,13 +213,13 @@ class Worker:
                     return
                 times.append((time.perf_counter() - began) * 1000.0)
                 self.clients.append(client)
-                request = {"op": "subscribe", "channels": list(client.chains)}
                 try:
-                    client.link.send_text(orjson.dumps(request).decode())
+                    client.link.subscribe(list(client.chains))
                     async with asyncio.timeout(plan.connect_timeout):
                         await client.ready.wait()
                 except Exception as exc:
-                    self.fail("no snapshot", f"subscribe: {type(exc).__name__}: {exc}"[:300])
+                    reason = "not subscribed" if plan.link == "resp" else "no snapshot"
+                    self.fail(reason, f"subscribe: {type(exc).__name__}: {exc}"[:300])
 
         tasks = [asyncio.create_task(open_one(index)) for index in plan.indexes]
         _, pending = await asyncio.wait(tasks, timeout=plan.setup_timeout)

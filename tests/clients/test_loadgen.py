@@ -15,12 +15,17 @@ from typing import Any
 import pytest
 import redis
 
+from clients.loadgen import servers
+from clients.loadgen.connections import Client, RespLink, Totals, resp_command
 from clients.loadgen.histogram import Histogram
 from clients.loadgen.publisher import load_night, plan
-from clients.loadgen.subscribers import channels_for
+from clients.loadgen.subscribers import Report, channels_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 80.0
+needs_redis_server = pytest.mark.skipif(
+    servers.redis_binary() is None, reason="no redis-server binary for the Redis pub/sub reference"
+)
 
 
 def loadgen(redis_url: str, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -84,25 +89,105 @@ def test_the_websockets_asyncio_client_measures_the_same_way(
     assert_complete(report["runs"][0], 60)
 
 
-@pytest.mark.slow
-def test_compare_measures_seatcast_and_both_references_alike(
+@needs_redis_server
+def test_redis_pubsub_subscribers_over_resp_receive_every_event_in_order(
     redis_url: str, tmp_path: Path
 ) -> None:
+    code, report, output = loadgen(
+        redis_url, tmp_path, "--server", "redis", "--clients", "40", "--processes", "2",
+        "--rate", "20", "--events", "12", "--mix", "mixed", "--check",
+    )  # fmt: skip
+    assert code == 0, output
+    [run] = report["runs"]
+    assert (run["server"], run["label"], run["client"]) == ("redis", "Redis pub/sub (C)", "resp")
+    assert run["url"].startswith("redis://127.0.0.1:")
+    assert_complete(run, 40)
+    assert run["server_exit"] == 0
+    assert run["server_usage"]["rss_kb_idle"] > 0
+    assert run["server_usage"]["relay_cpu_s"] is not None
+    assert "relay CPU, not in server CPU" in output
+
+
+@pytest.mark.slow
+def test_compare_measures_seatcast_and_the_references_alike(redis_url: str, tmp_path: Path) -> None:
     code, report, output = loadgen(
         redis_url, tmp_path, "--compare", "--clients", "50", "--processes", "2",
         "--rate", "20", "--events", "20", "--check",
     )  # fmt: skip
     assert code == 0, output
-    assert [run["server"] for run in report["runs"]] == ["seatcast", "naive", "broadcast"]
+    references = ["naive", "broadcast"] + (["redis"] if servers.redis_binary() else [])
+    assert [run["server"] for run in report["runs"]] == ["seatcast", *references]
     for run in report["runs"]:
         assert_complete(run, 50)
-    assert set(report["ratios"]) == {"naive", "broadcast"}
-    assert set(report["ratios"]["broadcast"]) == {
-        "p99_latency",
-        "cpu_per_delivery",
-        "deliveries_per_s",
-    }
+    assert set(report["ratios"]) == set(references)
+    for figures in report["ratios"].values():
+        assert set(figures) == {"p99_latency", "cpu_per_delivery", "deliveries_per_s"}
     assert "websockets broadcast()" in output
+
+
+def delta(channel: str, seq: str, prev: str) -> bytes:
+    message = {"type": "delta", "channel": channel, "seq": seq, "prev": prev, "patch": {}}
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def test_without_a_snapshot_the_first_message_starts_the_chain_and_nothing_else() -> None:
+    totals = Totals()
+    client = Client(["national"], totals)
+    client.confirmed("national")
+    assert client.ready.is_set()
+    client.on_message(delta("national", "1000-5", "1000-1"), 1.0)  # prev: before we joined
+    client.on_message(delta("national", "1001-0", "1000-5"), 1.0)
+    assert (totals.delivered, totals.gaps) == (2, 0)
+    client.on_message(delta("national", "1003-0", "1002-0"), 1.0)  # 1002-0 never came
+    assert totals.gaps == 1 and client.chains["national"].gapped
+
+
+def test_a_websocket_chain_still_needs_its_snapshot() -> None:
+    totals = Totals()
+    client = Client(["national"], totals)
+    client.on_message(delta("national", "1000-5", "1000-1"), 1.0)  # before any snapshot
+    assert totals.gaps == 1
+
+
+def test_what_a_chain_begun_without_a_snapshot_misses_at_its_start_is_lost() -> None:
+    # Three events were published on each channel; each chain saw only the last two, intact.
+    finals = {"national": (3, "1002-0"), "constituency:Bath": (3, "1002-0")}
+    pubsub, websocket = Client(finals, Totals()), Client(finals, Totals())
+    for channel in finals:
+        pubsub.confirmed(channel)
+        websocket.on_message(
+            json.dumps({"type": "snapshot", "channel": channel, "seq": "1000-0"}).encode(), 1.0
+        )
+        for client in (pubsub, websocket):
+            client.on_message(delta(channel, "1001-0", "1000-0"), 1.0)
+            client.on_message(delta(channel, "1002-0", "1001-0"), 1.0)
+    over_pubsub, over_websocket = Report(worker=0), Report(worker=0)
+    over_pubsub.account(pubsub, finals)
+    over_websocket.account(websocket, finals)
+    assert (over_pubsub.lost, over_pubsub.superseded) == (2, 0)
+    # A websocket server may merge a slow client's deltas: the same shortfall is superseded.
+    assert (over_websocket.lost, over_websocket.superseded) == (0, 2)
+
+
+async def test_the_resp_link_reads_pushes_split_anywhere() -> None:
+    totals = Totals()
+    client = Client(["national", "constituency:Bath and North East Somerset"], totals)
+    link = RespLink(client)
+    payload = delta("national", "1001-0", "1000-0")
+    stream = b"".join(
+        [
+            b"*3\r\n$9\r\nsubscribe\r\n$8\r\nnational\r\n:1\r\n",
+            b"*3\r\n$9\r\nsubscribe\r\n$41\r\nconstituency:Bath and North East Somerset\r\n:2\r\n",
+            b"*3\r\n$7\r\nmessage\r\n$8\r\nnational\r\n$%d\r\n%b\r\n" % (len(payload), payload),
+            b"-ERR something\r\n",
+        ]
+    )
+    for i in range(len(stream)):  # one byte at a time
+        link.data_received(stream[i : i + 1])
+    assert client.ready.is_set()
+    assert (totals.delivered, totals.gaps, totals.unexpected) == (1, 0, 0)
+    assert totals.errors == {"redis ERR": 1}
+    assert resp_command("SUBSCRIBE", "a b") == b"*2\r\n$9\r\nSUBSCRIBE\r\n$3\r\na b\r\n"
 
 
 def test_a_non_loopback_target_is_refused(redis_url: str, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What both reference servers share: reading the stream and framing each entry per channel."""
+"""What the references share: reading the stream and framing each entry per channel."""
 
 from __future__ import annotations
 
@@ -97,10 +97,14 @@ def error(code: str, message: str) -> str:
 
 
 async def follow(
-    client: aioredis.Redis, stream: str, relay: Relay, deliver: Callable[[Frames], Awaitable[None]]
+    client: aioredis.Redis,
+    stream: str,
+    relay: Relay,
+    deliver: Callable[[Frames], Awaitable[None]],
+    flush: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Read the whole stream (sending nothing), mark the relay ready, then deliver every new
-    entry's frames, forever."""
+    entry's frames, forever; ``flush``, if given, after each read's entries are delivered."""
     last = ZERO
     while True:
         response: Any = await client.xread(
@@ -112,11 +116,14 @@ async def follow(
             frames = relay.frames(last, fields.get(b"event"))
             if relay.ready:
                 await deliver(frames)
+        if relay.ready and entries and flush is not None:
+            await flush()
         if not relay.ready and len(entries) < BATCH:
             relay.ready = True
 
 
-def parse_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
+def argument_parser(prog: str) -> argparse.ArgumentParser:
+    """The options every reference takes (one may add its own before parsing)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
@@ -124,6 +131,12 @@ def parse_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--ws", default="auto", help="uvicorn websocket implementation")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(
+    prog: str, argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None
+) -> argparse.Namespace:
+    args = (parser or argument_parser(prog)).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
     return args

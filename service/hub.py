@@ -35,22 +35,16 @@ AHEAD_LIMIT_MS = 60_000
 
 
 class Outgoing:
-    """One encoded message: the JSON text, and its unmasked websocket frame made on demand.
+    """One encoded message: the JSON text, and its unmasked websocket frame.
 
     Server frames are not masked, so one frame's bytes serve every uncompressed connection.
     """
 
-    __slots__ = ("_wire", "payload")
+    __slots__ = ("payload", "wire")
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        if self._wire is None:
-            self._wire = Frame(Opcode.TEXT, self.payload).serialize(mask=False)
-        return self._wire
+        self.wire = Frame(Opcode.TEXT, payload).serialize(mask=False)
 
     def __len__(self) -> int:
         return len(self.payload)
@@ -261,7 +255,7 @@ class Hub:
         sent = 0
         dirty = self._dirty
         for subscriber in tuple(members):
-            if channel in subscriber.resync:
+            if subscriber.resync and channel in subscriber.resync:
                 continue  # a fresh snapshot is already owed
             if public is not None and not subscriber.embargoed:
                 self._queue_or_resync(subscriber, channel, public)

@@ -234,7 +234,6 @@ class DirectConnection(asyncio.Protocol):
         except AccessDenied as exc:
             self.close(CLOSE_POLICY, str(exc))
             return
-        log.info('%s - "WebSocket %s" open', _peer(self.transport), PATH)
         self.subscriber = Subscriber(self, runtime.settings.queue_bytes)
         self._expiry = join(runtime.hub, self.subscriber, grant)
         self._schedule_ping()
@@ -326,11 +325,6 @@ class DirectConnection(asyncio.Protocol):
     def _ping_timed_out(self) -> None:
         self._keepalive = None
         self.close(CLOSE_INTERNAL, "keepalive ping timeout")
-
-
-def _peer(transport: asyncio.BaseTransport | None) -> str:
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
 
 
 def protocol_for(app: Starlette) -> type[DirectConnection]:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import websockets
+from redis.exceptions import RedisError
 from websockets.exceptions import ConnectionClosed
 
+from service.app import STOP_GRACE, stop_feed
 from service.embedded import EmbeddedRedis
 from service.settings import Settings
 from tests.conftest import TIMEOUT
@@ -184,3 +187,30 @@ async def test_a_service_without_redis_at_start_is_alive_but_not_ready() -> None
             assert ready.status_code == 503
             assert ready.json()["redis"] == "unreachable"
         assert process.poll() is None
+
+
+async def test_a_reader_that_swallows_its_cancellation_is_still_stopped(redis_url: str) -> None:
+    """redis-py can swallow a cancellation that lands mid-command and read on; the service
+    must stop anyway (DESIGN: exit within 5 s of SIGTERM)."""
+    client = aioredis.Redis.from_url(redis_url)
+    reading = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(TIMEOUT)
+        except asyncio.CancelledError:
+            pass  # swallowed, as the library can
+        reading.set()
+        try:
+            await client.xread({f"test:{os.getpid()}:nothing": "$"}, block=0)
+        except (RedisError, OSError) as exc:
+            raise asyncio.CancelledError from exc  # what Feed.run does while cancelling
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await stop_feed(task, client)
+    assert reading.is_set()
+    assert task.done()
+    assert time.monotonic() - started < 3 * STOP_GRACE + 1
+    await client.aclose()

@@ -57,6 +57,7 @@ class DirectConnection(asyncio.Protocol):
         "_fd",
         "_fragments",
         "_keepalive",
+        "_message_opcode",
         "_ping_interval",
         "_ping_payload",
         "_ping_timeout",
@@ -76,7 +77,8 @@ class DirectConnection(asyncio.Protocol):
         self.subscriber: Subscriber | None = None
         self._fd = -1
         self._writable = False
-        self._fragments: list[bytes] | None = None
+        self._fragments: list[bytes] = []
+        self._message_opcode = Opcode.TEXT
         self._ping_interval: float | None = config.ws_ping_interval
         self._ping_timeout: float | None = config.ws_ping_timeout
         self._ping_payload: bytes | None = None
@@ -253,18 +255,16 @@ class DirectConnection(asyncio.Protocol):
     def _message_part(self, frame: Frame) -> None:
         """Gather a message's frames; the library bounds its size (max_size) and order."""
         if frame.opcode is not Opcode.CONT:
-            self._fragments = [b"T" if frame.opcode is Opcode.TEXT else b"B"]
-        if self._fragments is None:
-            return
+            self._message_opcode = frame.opcode
+            self._fragments = []
         self._fragments.append(bytes(frame.data))
         if not frame.fin:
             return
-        kind, *parts = self._fragments
-        self._fragments = None
+        parts, self._fragments = self._fragments, []
         subscriber = self.subscriber
         if subscriber is None:
             return  # closing, or not let in: nothing the client says matters now
-        if kind == b"B":
+        if self._message_opcode is Opcode.BINARY:
             subscriber.push(
                 error_message("binary_not_supported", "send JSON requests as text frames")
             )

@@ -1,9 +1,10 @@
 """Channels and subscribers: snapshots, deltas, resume, bounded queues.
 
 Every message is encoded once — JSON, and the websocket frame that uncompressed connections
-(service.direct) write as it is — and the same bytes go to every subscriber of the channel. Nothing here awaits: messages are
-queued per subscriber and handed to its sink in one write per batch of stream entries, so a
-slow client costs only its own queue, never the others' time.
+(service.direct) write as it is — and the same bytes go to every subscriber of the channel.
+Nothing here awaits: messages are queued per subscriber and handed to its sink in one write
+per batch of stream entries, so a slow client costs only its own queue, never the others'
+time.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import time
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.access import Access, AccessDenied, Grant, bearer
-from service.hub import CLOSE_POLICY, Hub, Subscriber, error_message
+from service.hub import CLOSE_POLICY, Hub, Outgoing, Subscriber, error_message
 
 NOT_READY_WAIT = 10.0
 """Seconds a websocket waits for a starting instance to catch up before 1013."""
@@ -64,6 +64,9 @@ class TaskSink:
     def close(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
         self.wake.set()
+
+    def send_now(self, message: Outgoing) -> bool:
+        return False  # the writer task sends everything, in order
 
     async def run(self, ws: WebSocket, hub: Hub, subscriber: Subscriber) -> None:
         while True:

@@ -30,7 +30,14 @@ from websockets.server import ServerProtocol
 
 from service.access import AccessDenied, bearer
 from service.connection import CATCHING_UP, NOT_READY_WAIT, admit, join
-from service.hub import CLOSE_POLICY, CLOSE_RESTART, CLOSE_TRY_LATER, Subscriber, error_message
+from service.hub import (
+    CLOSE_POLICY,
+    CLOSE_RESTART,
+    CLOSE_TRY_LATER,
+    Outgoing,
+    Subscriber,
+    error_message,
+)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -153,6 +160,16 @@ class DirectConnection(asyncio.Protocol):
             if not messages:
                 return
             data = b"".join([message.wire for message in messages])
+        self._write(data)
+
+    def send_now(self, message: Outgoing) -> bool:
+        """One message for a client with nothing else pending: written at once."""
+        if not self._writable:
+            return False
+        self._write(message.wire)
+        return True
+
+    def _write(self, data: bytes) -> None:
         if self._fd >= 0:
             try:
                 sent = os.write(self._fd, data)

@@ -10,7 +10,7 @@ time.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +74,11 @@ class Sink(Protocol):
         """Start closing the connection with this code."""
         ...
 
+    def send_now(self, message: Outgoing) -> bool:
+        """Send this one message at once if the connection takes it that way (nothing of
+        its own pending); False: queue it instead."""
+        ...
+
 
 @dataclass(slots=True, eq=False)
 class Subscriber:
@@ -135,6 +140,8 @@ class Hub:
         """Per channel, the latest changes as (prev, message), oldest first."""
         self._snapshots: dict[str, tuple[Seq, Outgoing]] = {}
         self._dirty: set[Subscriber] = set()
+        self._pending: list[tuple[str, Outgoing, Outgoing | None, tuple[Subscriber, ...]]] = []
+        """This batch's changes, each with its channel's members as they were then."""
         self._waiting: dict[str, dict[Subscriber, tuple[Seq, float]]] = {}
         """Per channel, subscribers resuming from a seq this instance has not reached yet."""
         self._on_send = on_send or (lambda count: None)
@@ -189,8 +196,9 @@ class Hub:
     def publish(self, changes: Iterable[Change]) -> None:
         """Queue each change for its channel's subscribers, encoded once.
 
-        Nothing is written until ``flush``: the reader calls it after each batch of stream
-        entries, so a client gets one write per batch however many messages it holds.
+        Nothing is written, nor queued, until ``flush``: the reader calls it after each batch
+        of stream entries, so a client gets one write per batch however many messages it
+        holds. The channel's members are taken now: who subscribes later is not sent this.
         """
         for change in changes:
             message: dict[str, Any]
@@ -218,46 +226,75 @@ class Hub:
             if history is None:
                 history = self._history[change.channel] = deque(maxlen=self.history_size)
             history.append((change.prev, outgoing))
-            if change.channel in self._waiting:
-                self._admit_waiting(change)
             members = self._by_channel.get(change.channel)
-            if members:
-                self._deliver(change.channel, outgoing, members, public)
+            receivers = tuple(members) if members else ()
+            if change.channel in self._waiting:
+                receivers += self._admit_waiting(change)
+            if receivers:
+                self._pending.append((change.channel, outgoing, public, receivers))
 
-    def _admit_waiting(self, change: Change) -> None:
-        """Let in resuming subscribers once this instance reaches the seq they hold."""
+    def _admit_waiting(self, change: Change) -> tuple[Subscriber, ...]:
+        """Let in resuming subscribers once this instance reaches the seq they hold;
+        returns those who get this change."""
         waiting = self._waiting[change.channel]
         now = time.monotonic()
+        joining: list[Subscriber] = []
         for subscriber, (since, started) in list(waiting.items()):
             if change.prev == since:
                 # This change is the one after theirs: they get it with everyone else.
                 del waiting[subscriber]
                 self._by_channel.setdefault(change.channel, set()).add(subscriber)
+                joining.append(subscriber)
             elif change.prev > since or now - started > RESUME_WAIT:
-                # Their seq was never a change here, or we are too slow: start afresh.
+                # Their seq was never a change here, or we are too slow: start afresh, from
+                # a snapshot that already holds this change.
                 del waiting[subscriber]
                 self._by_channel.setdefault(change.channel, set()).add(subscriber)
                 subscriber.push(self.snapshot(change.channel, subscriber.embargoed))
                 self._dirty.add(subscriber)
         if not waiting:
             del self._waiting[change.channel]
+        return tuple(joining)
+
+    def _deliver_pending(self, *, at_once: bool) -> None:
+        """Deliver this batch's changes in order. With ``at_once``, a change that is its
+        channel's only one in the batch goes straight out to each member with nothing else
+        queued and no other channel — the common case, one write per subscriber per event
+        with no queue touched; everything else is queued for the sinks' flush."""
+        pending, self._pending = self._pending, []
+        changes = Counter(channel for channel, _, _, _ in pending) if at_once else Counter()
+        for channel, message, public, members in pending:
+            alone = changes[channel] == 1 and public is None
+            self._deliver(channel, message, members, public, at_once=alone)
 
     def _deliver(
         self,
         channel: str,
         message: Outgoing,
-        members: set[Subscriber],
+        members: tuple[Subscriber, ...],
         public: Outgoing | None = None,
+        *,
+        at_once: bool = False,
     ) -> None:
-        """Queue ``message`` for each member (``public`` instead for those who may not see
-        embargoed data, when it differs), applying the slow-client policy."""
+        """Send or queue ``message`` for each member (``public`` instead for those who may
+        not see embargoed data, when it differs), applying the slow-client policy."""
         is_log = channel == DECLARATIONS
         size = len(message)
         sent = 0
         dirty = self._dirty
-        for subscriber in tuple(members):
+        for subscriber in members:
+            if subscriber.close_code is not None:
+                continue  # closed by an earlier change of this batch
             if subscriber.resync and channel in subscriber.resync:
                 continue  # a fresh snapshot is already owed
+            if (
+                at_once
+                and not subscriber.queued_bytes
+                and len(subscriber.channels) == 1
+                and subscriber.sink.send_now(message)
+            ):
+                sent += 1
+                continue
             if public is not None and not subscriber.embargoed:
                 self._queue_or_resync(subscriber, channel, public)
                 continue
@@ -326,7 +363,9 @@ class Hub:
         return state
 
     def flush(self) -> None:
-        """Hand every subscriber with new messages to its sink."""
+        """Deliver the batch's changes; hand every subscriber with messages to its sink."""
+        if self._pending:
+            self._deliver_pending(at_once=True)
         dirty, self._dirty = self._dirty, set()
         for subscriber in dirty:
             if subscriber.close_code is None:
@@ -336,6 +375,7 @@ class Hub:
         """The stream was begun again: every client gets a new hello and fresh snapshots."""
         self.tally = tally
         self.epoch = epoch
+        self._pending.clear()
         self._history.clear()
         self._snapshots.clear()
         self.embargo_until = None
@@ -412,6 +452,10 @@ class Hub:
         """Answer one client frame. Bad requests get an error; the connection stays open."""
         if subscriber.close_code is not None:
             return
+        if self._pending:
+            # What was published before this request is queued before anything it causes
+            # (a snapshot must follow the deltas it includes, never precede them).
+            self._deliver_pending(at_once=False)
         if not self._take_token(subscriber):
             if subscriber.tokens < -4 * self.rate_limit:
                 subscriber.close(CLOSE_POLICY, "request flood")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from service import data
 from service.core.election import load_election
 from service.core.tally import Tally
-from service.hub import Hub, Subscriber
+from service.hub import Hub, Outgoing, Subscriber
 
 ANSWERS = {"error", "pong", "snapshot", "resumed", "hello"}
 
@@ -26,6 +26,9 @@ class RecordingSink:
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
+
+    def send_now(self, message: Outgoing) -> bool:
+        return False
 
 
 @cache

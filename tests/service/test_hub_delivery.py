@@ -1,0 +1,144 @@
+"""How the hub hands a batch's changes to connections: at once, or queued and written together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from service import data
+from service.core.election import load_election
+from service.core.events import decode_event
+from service.core.seq import Seq
+from service.core.tally import NATIONAL, Tally
+from service.hub import Hub, Outgoing, Subscriber
+from tests.service.conftest import NIGHT_2024
+
+START_MS = 1_720_130_400_000
+
+
+class Sink:
+    """Records what a connection would write, in order: messages sent at once, and each
+    flush's messages (one write)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.log: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def flush(self, subscriber: Subscriber) -> None:
+        messages = self.hub.drain(subscriber)
+        if messages:
+            self.log.append(("write", [orjson.loads(m.payload) for m in messages]))
+
+    def close(self, code: int, reason: str) -> None:
+        raise AssertionError(f"closed with {code}: {reason}")
+
+    def send_now(self, message: Outgoing) -> bool:
+        self.log.append(("at once", [orjson.loads(message.payload)]))
+        return True
+
+    @property
+    def at_once(self) -> list[dict[str, Any]]:
+        return [m for how, ms in self.log if how == "at once" for m in ms]
+
+    @property
+    def writes(self) -> list[list[dict[str, Any]]]:
+        return [ms for how, ms in self.log if how == "write"]
+
+    def received(self) -> list[dict[str, Any]]:
+        """Everything, in the order the client would read it."""
+        return [m for _, ms in self.log for m in ms]
+
+
+class Night:
+    """A hub over a fresh tally, fed the 2024 night one entry at a time."""
+
+    def __init__(self) -> None:
+        election = load_election(data.election_path("uk-2024"))
+        self.tally = Tally(election)
+        self.hub = Hub(self.tally, rate_limit=1e9)
+        self.election = election
+        self.next = 0
+
+    def seq(self, index: int) -> Seq:
+        return Seq(START_MS + 1000 * index, 0)
+
+    def apply(self, count: int = 1) -> None:
+        """Apply and publish ``count`` entries, as one batch (flushed by the caller)."""
+        for _ in range(count):
+            seq = self.seq(self.next)
+            event = decode_event(NIGHT_2024[self.next], self.election, str(seq))
+            self.hub.publish(self.tally.apply(seq, event).changes)
+            self.next += 1
+
+    def client(self, *channels: str, **request: Any) -> tuple[Subscriber, Sink]:
+        sink = Sink(self.hub)
+        subscriber = Subscriber(sink, limit=1 << 30)
+        self.hub.connect(subscriber)
+        self.hub.handle(
+            subscriber, orjson.dumps({"op": "subscribe", "channels": list(channels), **request})
+        )
+        sink.log.clear()
+        return subscriber, sink
+
+
+def test_a_lone_change_goes_at_once_to_single_channel_subscribers_only() -> None:
+    night = Night()
+    night.apply()
+    _, alone = night.client(NATIONAL)
+    _, both = night.client(NATIONAL, "declarations")
+    night.apply()
+    night.hub.flush()
+    assert [m["type"] for m in alone.at_once] == ["delta"]
+    assert alone.writes == []
+    # The other gets its two messages (national, declarations) in one write.
+    assert both.at_once == []
+    assert [[m["channel"] for m in write] for write in both.writes] == [[NATIONAL, "declarations"]]
+
+
+def test_several_changes_on_a_channel_in_one_batch_are_written_together() -> None:
+    night = Night()
+    night.apply()
+    _, sink = night.client(NATIONAL)
+    night.apply(3)
+    night.hub.flush()
+    assert sink.at_once == []
+    assert len(sink.writes) == 1
+    deltas = sink.writes[0]
+    assert [m["prev"] for m in deltas[1:]] == [m["seq"] for m in deltas[:-1]]
+
+
+def test_a_request_after_a_publish_is_answered_after_the_published_change() -> None:
+    """Published but not yet flushed, then a subscribe: the snapshot must come after the
+    delta it already includes, or the client would apply that delta twice."""
+    night = Night()
+    night.apply()
+    subscriber, sink = night.client(NATIONAL)
+    night.apply()
+    night.hub.handle(subscriber, orjson.dumps({"op": "subscribe", "channels": ["declarations"]}))
+    night.hub.flush()
+    received = sink.received()
+    assert [(m["type"], m["channel"]) for m in received] == [
+        ("delta", NATIONAL),
+        ("snapshot", "declarations"),
+    ]
+
+
+def test_a_resumer_started_afresh_gets_a_snapshot_holding_the_change_not_the_change() -> None:
+    night = Night()
+    night.apply()
+    first = night.seq(0)
+    # Resuming from a seq this instance has not reached (the client came from a faster
+    # one), and that turns out never to be a change here.
+    since = Seq(first.ms + 1, 0)
+    _, sink = night.client(NATIONAL, epoch=str(night.hub.epoch), since={NATIONAL: str(since)})
+    night.apply(2)  # the second change's prev is past ``since``: start afresh
+    night.hub.flush()
+    received = [m for m in sink.received() if m["type"] != "resumed"]
+    assert [m["type"] for m in received] == ["snapshot"]
+    assert received[0]["seq"] == str(night.seq(2))
+    night.apply()
+    night.hub.flush()
+    delta = sink.received()[-1]
+    assert delta["type"] == "delta"
+    assert delta["prev"] == str(night.seq(2))

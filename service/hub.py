@@ -258,14 +258,16 @@ class Hub:
 
     def _deliver_pending(self, *, at_once: bool) -> None:
         """Deliver this batch's changes in order. With ``at_once``, a change that is its
-        channel's only one in the batch goes straight out to each member with nothing else
-        queued and no other channel — the common case, one write per subscriber per event
-        with no queue touched; everything else is queued for the sinks' flush."""
+        channel's only one in the batch goes straight out to each member with nothing
+        queued and no other channel changed in the batch — the common case, one write per
+        subscriber per event with no queue touched; everything else is queued for the
+        sinks' flush, which writes all of a subscriber's messages together."""
         pending, self._pending = self._pending, []
         changes = Counter(channel for channel, _, _, _ in pending) if at_once else Counter()
+        changed = frozenset(changes)
         for channel, message, public, members in pending:
-            alone = changes[channel] == 1 and public is None
-            self._deliver(channel, message, members, public, at_once=alone)
+            others = changed - {channel} if changes[channel] == 1 and public is None else None
+            self._deliver(channel, message, members, public, at_once_unless=others)
 
     def _deliver(
         self,
@@ -274,10 +276,14 @@ class Hub:
         members: tuple[Subscriber, ...],
         public: Outgoing | None = None,
         *,
-        at_once: bool = False,
+        at_once_unless: frozenset[str] | None = None,
     ) -> None:
         """Send or queue ``message`` for each member (``public`` instead for those who may
-        not see embargoed data, when it differs), applying the slow-client policy."""
+        not see embargoed data, when it differs), applying the slow-client policy.
+
+        ``at_once_unless``: send at once to members with nothing queued that follow none of
+        these channels (the batch's other changes); None: queue for every member.
+        """
         is_log = channel == DECLARATIONS
         size = len(message)
         sent = 0
@@ -288,9 +294,11 @@ class Hub:
             if subscriber.resync and channel in subscriber.resync:
                 continue  # a fresh snapshot is already owed
             if (
-                at_once
+                at_once_unless is not None
                 and not subscriber.queued_bytes
-                and len(subscriber.channels) == 1
+                and (
+                    len(subscriber.channels) == 1 or at_once_unless.isdisjoint(subscriber.channels)
+                )
                 and subscriber.sink.send_now(message)
             ):
                 sent += 1

@@ -82,16 +82,21 @@ class Night:
         return subscriber, sink
 
 
-def test_a_lone_change_goes_at_once_to_single_channel_subscribers_only() -> None:
+def test_a_lone_change_goes_at_once_unless_another_of_the_clients_channels_changed() -> None:
     night = Night()
     night.apply()
     _, alone = night.client(NATIONAL)
+    quiet_seat = f"constituency:{orjson.loads(NIGHT_2024[-1])['constituency']}"
+    _, with_quiet_seat = night.client(NATIONAL, quiet_seat)
     _, both = night.client(NATIONAL, "declarations")
     night.apply()
     night.hub.flush()
     assert [m["type"] for m in alone.at_once] == ["delta"]
     assert alone.writes == []
-    # The other gets its two messages (national, declarations) in one write.
+    # Its other channel did not change in this batch: nothing to wait for.
+    assert [m["channel"] for m in with_quiet_seat.at_once] == [NATIONAL]
+    assert with_quiet_seat.writes == []
+    # Both its channels changed (national, declarations): one write with the two.
     assert both.at_once == []
     assert [[m["channel"] for m in write] for write in both.writes] == [[NATIONAL, "declarations"]]
 

@@ -150,17 +150,9 @@ class DirectConnection(asyncio.Protocol):
         """Write everything queued for the client in one write, if the socket can take it."""
         if not self._writable:
             return
-        queue = subscriber.queue
-        if len(queue) == 1 and not subscriber.resync:
-            # The usual case, kept short: one new message for a client that keeps up.
-            data = queue.popleft().wire
-            subscriber.queued_bytes = 0
-        else:
-            messages = self.runtime.hub.drain(subscriber)
-            if not messages:
-                return
-            data = b"".join([message.wire for message in messages])
-        self._write(data)
+        messages = self.runtime.hub.drain(subscriber)
+        if messages:
+            self._write(b"".join([message.wire for message in messages]))
 
     def send_now(self, message: Outgoing) -> bool:
         """One message for a client with nothing else pending: written at once."""
@@ -182,10 +174,8 @@ class DirectConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def close(self, code: int, reason: str) -> None:
-        """Send a close frame; the client answers it and the socket closes, or we drop it."""
-        subscriber, self.subscriber = self.subscriber, None
-        if subscriber is not None:
-            self.runtime.hub.disconnect(subscriber)
+        """Send a close frame; the client answers it and the socket closes, or we drop it.
+        (Once the frame is out, ``_send_pending`` takes the subscriber off the hub.)"""
         if self.conn.state is not State.OPEN or self.transport is None:
             return
         self.conn.send_close(code, reason)
@@ -290,8 +280,8 @@ class DirectConnection(asyncio.Protocol):
         try:
             text = b"".join(parts).decode()
         except UnicodeDecodeError:
+            # The library sends the close frame; _send_pending writes it and lets go.
             self.conn.fail(CLOSE_BAD_DATA, "invalid UTF-8 in a text frame")
-            self.close(CLOSE_BAD_DATA, "")
             return
         self.runtime.hub.handle(subscriber, text)
 

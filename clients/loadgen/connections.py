@@ -289,13 +289,48 @@ class HandshakeFailed(ConnectionError):
     pass
 
 
-class RawLink(asyncio.Protocol):
+class StreamLink(asyncio.Protocol):
+    """What the two links over raw TCP share: the transport, the client whose accounting
+    they feed, and a close that is bounded in time."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.closed(1006)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def start_close(self) -> None:
+        """Begin the protocol's own orderly close."""
+        if self.transport is not None:
+            self.transport.close()
+
+    async def close(self) -> None:
+        self.start_close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.shield(self.lost)
+        self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class RawLink(StreamLink):
     """Just what a subscriber needs of RFC 6455: the opening handshake, unmasked frames from
     the server (text, continuation, ping, close), and masked frames to it (text, pong, close).
     Frames are handled inside ``data_received``: no task, future or queue per message."""
 
     def __init__(self, host: str, port: int, path: str, client: Client) -> None:
-        self.client = client
+        super().__init__(client)
         key = base64.b64encode(os.urandom(16)).decode()
         self.accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
         self.request = (
@@ -303,19 +338,16 @@ class RawLink(asyncio.Protocol):
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
-        loop = asyncio.get_running_loop()
-        self.opened: asyncio.Future[None] = loop.create_future()
-        self.lost: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.is_open = False
         self.close_sent = False
         self.buffer = b""
         self.fragments: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
@@ -409,11 +441,9 @@ class RawLink(asyncio.Protocol):
         self.transport.write(head + mask + masked)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.client.closed(1006)
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
-        if not self.lost.done():
-            self.lost.set_result(None)
+        super().connection_lost(exc)
 
     def send_text(self, text: str) -> None:
         self._send(OP_TEXT, text.encode())
@@ -421,17 +451,9 @@ class RawLink(asyncio.Protocol):
     def subscribe(self, channels: Sequence[str]) -> None:
         self.send_text(subscribe_request(channels))
 
-    async def close(self) -> None:
+    def start_close(self) -> None:
         if self.is_open and not self.close_sent:
             self._send(OP_CLOSE, (1000).to_bytes(2, "big"))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await asyncio.shield(self.lost)
-        self.abort()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
 
 async def open_raw(url: str, client: Client) -> RawLink:
@@ -453,20 +475,14 @@ async def open_raw(url: str, client: Client) -> RawLink:
 # --- a Redis pub/sub subscriber over raw TCP ------------------------------------------------
 
 
-class RespLink(asyncio.Protocol):
+class RespLink(StreamLink):
     """A Redis pub/sub subscriber: SUBSCRIBE, then each pushed ``message`` reply's payload to
     the client, inside ``data_received`` as RawLink does. hiredis's C reader parses the RESP;
     this only sorts the replies it returns (RESP2: a push is a 3-element array)."""
 
     def __init__(self, client: Client) -> None:
-        self.client = client
+        super().__init__(client)
         self.reader = hiredis.Reader()
-        self.transport: asyncio.Transport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
@@ -497,26 +513,9 @@ class RespLink(asyncio.Protocol):
         errors = self.client.totals.errors
         errors[code] = errors.get(code, 0) + 1
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.client.closed(1006)
-        if not self.lost.done():
-            self.lost.set_result(None)
-
     def subscribe(self, channels: Sequence[str]) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(resp_command("SUBSCRIBE", *channels))
-
-    async def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await asyncio.shield(self.lost)
-        self.abort()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
 
 def resp_command(*args: str) -> bytes:

@@ -24,13 +24,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from clients.loadgen.references.relay import Frames, Relay, argument_parser, follow, parse_args
+from clients.loadgen.references.relay import (
+    Frames,
+    Relay,
+    argument_parser,
+    follow,
+    parse_args,
+    stop_signal,
+)
 
 logger = logging.getLogger("redis_pubsub")
 
@@ -78,15 +84,7 @@ async def relay_until_stopped(
         finally:
             writer.close()
 
-    loop = asyncio.get_running_loop()
-    stopped: asyncio.Future[None] = loop.create_future()
-
-    def stop() -> None:
-        if not stopped.done():
-            stopped.set_result(None)
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, stop)
+    stopped = stop_signal()
     try:
         # Not ready, and no /readyz to say so, until the dedicated Redis answers.
         await target.ping()

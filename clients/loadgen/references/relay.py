@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -140,3 +142,17 @@ def parse_args(
     args = (parser or argument_parser(prog)).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
     return args
+
+
+def stop_signal() -> asyncio.Future[None]:
+    """A future that SIGINT or SIGTERM completes: how a reference server knows to stop."""
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[None] = loop.create_future()
+
+    def stop() -> None:
+        if not stopped.done():
+            stopped.set_result(None)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop)
+    return stopped

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +15,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
-from clients.loadgen.references.relay import Frames, Relay, error, follow, parse_args
+from clients.loadgen.references.relay import Frames, Relay, error, follow, parse_args, stop_signal
 
 
 async def serve_until_stopped(host: str, port: int, redis_url: str, stream: str) -> None:
@@ -63,15 +62,7 @@ async def serve_until_stopped(host: str, port: int, redis_url: str, stream: str)
         finally:
             forget(ws)
 
-    loop = asyncio.get_running_loop()
-    stopped: asyncio.Future[None] = loop.create_future()
-
-    def stop() -> None:
-        if not stopped.done():
-            stopped.set_result(None)
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, stop)
+    stopped = stop_signal()
     client = aioredis.Redis.from_url(redis_url)
     async with serve(handler, host, port, compression=None, process_request=health):
         task = asyncio.create_task(follow(client, stream, relay, deliver))

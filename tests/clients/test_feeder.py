@@ -9,7 +9,6 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from clients.feeder import redact
+from tests.clients.commands import ROOT, Run, run_module
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
 # Nothing listens on port 1: a Redis URL that can never answer.
 DEAD_URL = "redis://127.0.0.1:1/0"
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
 
 
 def feeder_env(**extra: str) -> dict[str, str]:
@@ -46,22 +38,9 @@ def command(*args: str) -> list[str]:
 
 
 async def run_feeder(*args: str, env: dict[str, str] | None = None) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        *command(*args),
-        cwd=ROOT,
-        env=env if env is not None else feeder_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return await run_module(
+        "clients.feeder", *args, env=env if env is not None else feeder_env(), seconds=TIMEOUT
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        raise
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
 
 
 async def replay(redis_url: str, stream: str, *args: str) -> Run:

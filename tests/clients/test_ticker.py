@@ -13,8 +13,6 @@ import struct
 import sys
 import termios
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,6 +23,7 @@ from rich.console import Console
 from clients.board import Board, national_line
 from clients.session import ConnectionState, Update
 from clients.ticker import UsageError, http_base, resolve_area, resolve_constituency
+from tests.clients.commands import ROOT, Run, run_module
 from tests.conftest import TIMEOUT
 from tests.service import conftest as service_fixtures
 from tests.service.conftest import NIGHT_2024, RunningService, xadd
@@ -32,7 +31,6 @@ from tests.service.conftest import NIGHT_2024, RunningService, xadd
 make_settings = service_fixtures.make_settings
 service = service_fixtures.service
 
-ROOT = Path(__file__).resolve().parents[2]
 PETERBOROUGH = "E14001425"
 
 
@@ -182,13 +180,6 @@ def test_the_board_draws_the_banner_declarations_and_connection_state() -> None:
 # --- the real command against a real service --------------------------------------------------
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
 def ticker_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SEATCAST_URL", "COLUMNS", "LINES")}
     env.update(extra)
@@ -196,25 +187,7 @@ def ticker_env(**extra: str) -> dict[str, str]:
 
 
 async def run_ticker(*args: str, env: dict[str, str] | None = None) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "clients.ticker",
-        *args,
-        cwd=ROOT,
-        env=env or ticker_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        raise
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    return await run_module("clients.ticker", *args, env=env or ticker_env(), seconds=TIMEOUT)
 
 
 async def caught_up(service: RunningService, seq: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import socket
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
@@ -26,6 +25,7 @@ from tests.service.conftest import (
     xadd,
 )
 from tests.service.test_hostile import raw_websocket
+from tests.service.test_slow_clients import stalled_client
 
 
 async def test_a_websocket_handshake_elsewhere_than_ws_gets_404(service: RunningService) -> None:
@@ -64,16 +64,9 @@ async def test_a_client_that_reads_slowly_through_a_tiny_buffer_gets_every_decla
     service: RunningService, redis: aioredis.Redis
 ) -> None:
     """Writes the socket only partly takes go through the transport and resume in order."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", service.port))
-    async with websockets.connect(
-        service.ws, sock=sock, max_queue=1, compression=None, open_timeout=TIMEOUT
-    ) as ws:
+    # The stalled client's tiny buffers, but this one reads, slowly.
+    async with stalled_client(service, ["declarations"]) as ws:
         client = Client(ws)
-        await client.receive()
-        await client.subscribe("declarations")
         assert (await client.receive())["type"] == "snapshot"
         ids = await xadd(redis, service.settings.stream, *NIGHT_2024[:200])
         seq = "0-0"

@@ -109,6 +109,13 @@ def _order(seq: str) -> tuple[int, int]:
     return int(ms), int(n)
 
 
+def _at_or_before(seq: str, other: str) -> bool:
+    try:
+        return _order(seq) <= _order(other)
+    except ValueError:
+        return False
+
+
 @dataclass(slots=True)
 class _Channel:
     seq: str | None = None
@@ -363,12 +370,13 @@ class Session:
         return [Update(channel, "snapshot", seq, data, message)]
 
     def _resumed(self, channel: str, tracked: _Channel, seq: str, message: Message) -> list[Item]:
-        if tracked.state is None or seq != tracked.seq:
-            # Not the point this client asked to resume from: start the channel afresh.
+        if tracked.state is None or tracked.seq is None or not _at_or_before(seq, tracked.seq):
+            # Not a point this client can resume from: start the channel afresh.
             self._channels[channel] = _Channel()
             self._subscribe([channel], f"{channel} resumed at an unexpected seq")
             return []
-        tracked.waiting = False
+        # The channel's last change at or before ours: the state we hold is its state.
+        tracked.seq, tracked.waiting = seq, False
         self._note(channel, "resumed")
         return [Update(channel, "resumed", seq, tracked.state, message)]
 

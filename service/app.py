@@ -106,12 +106,16 @@ class Runtime:
             on_slow_close=self.metrics.slow_closes.inc,
         )
         self.hub.on_embargo = self._schedule_lift
+        self.hub.on_resume_wait = self._schedule_resume_expiry
 
     def _schedule_lift(self, until: float) -> None:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
         delay = max(0.0, until - time.time()) + 0.01
         self._embargo_timer = asyncio.get_running_loop().call_later(delay, self.hub.lift_embargo)
+
+    def _schedule_resume_expiry(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay + 0.01, self.hub.expire_waiting)
 
     def _applied(self, seq: Seq, applied: Applied) -> None:
         if applied.stale:

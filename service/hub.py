@@ -33,6 +33,8 @@ CLOSE_TRY_LATER = 1013
 RESUME_WAIT = 5.0
 """Seconds a resuming client waits for this instance to reach its seq before a snapshot."""
 AHEAD_LIMIT_MS = 60_000
+"""A ``since`` further ahead of this instance than this (in stream time) is not waited for:
+no instance is that far ahead of another, so it is a seq this instance cannot place."""
 
 
 class Outgoing:
@@ -49,10 +51,6 @@ class Outgoing:
 
     def __len__(self) -> int:
         return len(self.payload)
-
-
-AHEAD: list[Outgoing] = []
-"""``_backlog``'s answer when the client is ahead of this instance (compared by identity)."""
 
 
 def encode(message: dict[str, Any]) -> Outgoing:
@@ -128,12 +126,15 @@ class Hub:
         rate_limit: float = 20.0,
         on_send: Callable[[int], None] | None = None,
         on_slow_close: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tally = tally
         self.epoch = epoch
         self.history_size = history
         self.max_channels = max_channels
         self.rate_limit = rate_limit
+        self.clock = clock
+        """Seconds, for the rate limit and resume waits (tests pass a clock they move)."""
         self.subscribers: set[Subscriber] = set()
         self._by_channel: dict[str, set[Subscriber]] = {}
         self._history: dict[str, deque[tuple[Seq, Outgoing]]] = {}
@@ -142,8 +143,9 @@ class Hub:
         self._dirty: set[Subscriber] = set()
         self._pending: list[tuple[str, Outgoing, Outgoing | None, tuple[Subscriber, ...]]] = []
         """This batch's changes, each with its channel's members as they were then."""
-        self._waiting: dict[str, dict[Subscriber, tuple[Seq, float]]] = {}
-        """Per channel, subscribers resuming from a seq this instance has not reached yet."""
+        self._waiting: dict[Subscriber, dict[str, tuple[Seq, float]]] = {}
+        """Subscribers resuming from a seq this instance has not applied yet: per channel,
+        that seq and when they asked. Answered once it is applied, or with a snapshot."""
         self._on_send = on_send or (lambda count: None)
         self._on_slow_close = on_slow_close or (lambda: None)
         self.embargo_until: float | None = None
@@ -151,12 +153,15 @@ class Hub:
         self._embargo_seen = False
         self.on_embargo: Callable[[float], None] = lambda until: None
         """Called with the lift time of each new embargo: the caller calls lift_embargo."""
+        self.on_resume_wait: Callable[[float], None] = lambda delay: None
+        """Called when a resumer starts waiting: the caller calls expire_waiting after
+        ``delay`` seconds, so that a wait ends even if no entry arrives."""
 
     # --- connections ---------------------------------------------------------------------
 
     def connect(self, subscriber: Subscriber) -> None:
         subscriber.tokens = 2 * self.rate_limit
-        subscriber.refilled = time.monotonic()
+        subscriber.refilled = self.clock()
         self.subscribers.add(subscriber)
         self._send(subscriber, self._hello())
 
@@ -177,11 +182,11 @@ class Hub:
                 del self._by_channel[channel]
 
     def _stop_waiting(self, subscriber: Subscriber, channel: str) -> None:
-        waiting = self._waiting.get(channel)
+        waiting = self._waiting.get(subscriber)
         if waiting is not None:
-            waiting.pop(subscriber, None)
+            waiting.pop(channel, None)
             if not waiting:
-                del self._waiting[channel]
+                del self._waiting[subscriber]
 
     def subscription_counts(self) -> dict[str, int]:
         """Subscriptions by channel kind (``national``, ``constituency``, ...)."""
@@ -227,34 +232,8 @@ class Hub:
                 history = self._history[change.channel] = deque(maxlen=self.history_size)
             history.append((change.prev, outgoing))
             members = self._by_channel.get(change.channel)
-            receivers = tuple(members) if members else ()
-            if change.channel in self._waiting:
-                receivers += self._admit_waiting(change)
-            if receivers:
-                self._pending.append((change.channel, outgoing, public, receivers))
-
-    def _admit_waiting(self, change: Change) -> tuple[Subscriber, ...]:
-        """Let in resuming subscribers once this instance reaches the seq they hold;
-        returns those who get this change."""
-        waiting = self._waiting[change.channel]
-        now = time.monotonic()
-        joining: list[Subscriber] = []
-        for subscriber, (since, started) in list(waiting.items()):
-            if change.prev == since:
-                # This change is the one after theirs: they get it with everyone else.
-                del waiting[subscriber]
-                self._by_channel.setdefault(change.channel, set()).add(subscriber)
-                joining.append(subscriber)
-            elif change.prev > since or now - started > RESUME_WAIT:
-                # Their seq was never a change here, or we are too slow: start afresh, from
-                # a snapshot that already holds this change.
-                del waiting[subscriber]
-                self._by_channel.setdefault(change.channel, set()).add(subscriber)
-                subscriber.push(self.snapshot(change.channel, subscriber.embargoed))
-                self._dirty.add(subscriber)
-        if not waiting:
-            del self._waiting[change.channel]
-        return tuple(joining)
+            if members:
+                self._pending.append((change.channel, outgoing, public, tuple(members)))
 
     def _deliver_pending(self, *, at_once: bool) -> None:
         """Deliver this batch's changes in order. With ``at_once``, a change that is its
@@ -371,9 +350,12 @@ class Hub:
         return state
 
     def flush(self) -> None:
-        """Deliver the batch's changes; hand every subscriber with messages to its sink."""
+        """Deliver the batch's changes; answer the resumers this batch caught up with; hand
+        every subscriber with messages to its sink."""
         if self._pending:
             self._deliver_pending(at_once=True)
+        if self._waiting:
+            self._answer_waiting(expired_only=False)
         dirty, self._dirty = self._dirty, set()
         for subscriber in dirty:
             if subscriber.close_code is None:
@@ -388,8 +370,9 @@ class Hub:
         self._snapshots.clear()
         self.embargo_until = None
         self._embargo_seen = False
-        for channel, waiting in self._waiting.items():
-            self._by_channel.setdefault(channel, set()).update(waiting)
+        for subscriber, waiting in self._waiting.items():
+            for channel in waiting:
+                self._by_channel.setdefault(channel, set()).add(subscriber)
         self._waiting.clear()
         hello = self._hello()
         for subscriber in self.subscribers:
@@ -415,7 +398,7 @@ class Hub:
 
     def adopt_epoch(self, epoch: Seq) -> None:
         """The first entry of a stream that was empty: no state to throw away, and no new
-        hello — a client that was told epoch "0-0" resumes as ``_resumable`` allows."""
+        hello — a client that was told epoch "0-0" resumes as ``_placeable`` allows."""
         self.epoch = epoch
 
     # --- what a sink takes ----------------------------------------------------------------
@@ -500,7 +483,7 @@ class Hub:
         subscriber.sink.flush(subscriber)
 
     def _take_token(self, subscriber: Subscriber) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         burst = 2 * self.rate_limit
         subscriber.tokens = min(
             burst, subscriber.tokens + (now - subscriber.refilled) * self.rate_limit
@@ -555,81 +538,96 @@ class Hub:
         for channel in channels:
             if channel in unknown or channel in forbidden:
                 continue
-            resume_from = since.get(channel) if since else None
-            if not self._resumable(client_epoch, resume_from):
-                resume_from = None
-            # Registration and the snapshot (or resumed backlog) happen with no await in
-            # between, so no delta can fall between what the client is sent and what follows.
+            resume_from = self._placeable(client_epoch, since.get(channel) if since else None)
             subscriber.channels.add(channel)
             subscriber.resync.discard(channel)
-            self._stop_waiting(subscriber, channel)
-            backlog = self._backlog(channel, resume_from)
-            if channel == NATIONAL and self._embargo_seen and not subscriber.embargoed:
-                backlog = None  # the history holds what this client may not have seen
-            if backlog is None:
-                self._by_channel.setdefault(channel, set()).add(subscriber)
-                subscriber.push(self.snapshot(channel, subscriber.embargoed))
-                continue
-            subscriber.push(
-                encode({"type": "resumed", "channel": channel, "seq": str(resume_from)})
-            )
-            if backlog is AHEAD:
-                # The client has seen more than this instance has applied (it came from a
-                # faster instance): what follows its seq will arrive here shortly.
-                assert isinstance(resume_from, str)
-                self._by_channel.get(channel, set()).discard(subscriber)
-                self._waiting.setdefault(channel, {})[subscriber] = (
-                    Seq.parse(resume_from),
-                    time.monotonic(),
-                )
-                continue
-            self._by_channel.setdefault(channel, set()).add(subscriber)
-            for message in backlog:
-                subscriber.push(message)
+            self._leave(subscriber, channel)
+            if resume_from is not None and resume_from > self.tally.seq:
+                if resume_from.ms <= self.tally.seq.ms + AHEAD_LIMIT_MS:
+                    # Seen on a faster instance: answered once this one applies it (flush),
+                    # or with a snapshot after RESUME_WAIT (expire_waiting).
+                    waiting = self._waiting.setdefault(subscriber, {})
+                    waiting[channel] = (resume_from, self.clock())
+                    self.on_resume_wait(RESUME_WAIT)
+                    continue
+                resume_from = None
+            self._answer(subscriber, channel, resume_from)
 
-    def _resumable(self, client_epoch: object, since: object) -> bool:
-        """Whether a ``since`` from a client that was told ``client_epoch`` is of this run.
+    def _answer(self, subscriber: Subscriber, channel: str, since: Seq | None) -> None:
+        """Join the channel and queue what rule 3 gives for ``since`` (applied here, or
+        None): ``resumed`` at the channel's last change at or before it and every change
+        after, or a snapshot when those are not all held.
+
+        Joining and queueing happen with no await in between, and after this batch's
+        changes were delivered to the members: nothing can fall between the answer and the
+        deltas that follow it, nor arrive twice."""
+        placed = self._place(channel, since) if since is not None else None
+        if channel == NATIONAL and self._embargo_seen and not subscriber.embargoed:
+            placed = None  # the history holds what this client may not have seen
+        self._by_channel.setdefault(channel, set()).add(subscriber)
+        if placed is None:
+            subscriber.push(self.snapshot(channel, subscriber.embargoed))
+            return
+        at, backlog = placed
+        subscriber.push(encode({"type": "resumed", "channel": channel, "seq": str(at)}))
+        for message in backlog:
+            subscriber.push(message)
+
+    def _answer_waiting(self, *, expired_only: bool) -> None:
+        """Answer the resumers whose seq this instance has now applied (unless
+        ``expired_only``), and with a snapshot those who waited RESUME_WAIT for it."""
+        deadline = self.clock() - RESUME_WAIT
+        for subscriber, waiting in list(self._waiting.items()):
+            for channel, (since, started) in list(waiting.items()):
+                if since <= self.tally.seq and not expired_only:
+                    self._answer(subscriber, channel, since)
+                elif started <= deadline:
+                    self._answer(subscriber, channel, None)
+                else:
+                    continue
+                del waiting[channel]
+                self._dirty.add(subscriber)
+            if not waiting:
+                del self._waiting[subscriber]
+
+    def expire_waiting(self) -> None:
+        """Give a snapshot to every resumer that has waited RESUME_WAIT (a timer calls this:
+        the stream may be quiet, and then no batch would end the wait)."""
+        if self._waiting:
+            self._answer_waiting(expired_only=True)
+            self.flush()
+
+    def _placeable(self, client_epoch: object, since: object) -> Seq | None:
+        """``since`` as a seq of this run of the stream, or None when it cannot be one.
 
         A client that connected while the stream was empty was told epoch "0-0". Its seqs
         are of this run if they are not older than the run's first entry (a stream begun
         again has later IDs than everything before it), or "0-0": the empty state.
         """
-        if client_epoch == str(self.epoch):
-            return True
-        if client_epoch != str(ZERO) or not isinstance(since, str):
-            return False
+        if not isinstance(since, str) or client_epoch not in (str(self.epoch), str(ZERO)):
+            return None
         try:
             seq = Seq.parse(since)
         except ValueError:
-            return False
-        return seq == ZERO or seq >= self.epoch
+            return None
+        if seq != ZERO and seq < self.epoch:
+            return None
+        return seq
 
-    def _backlog(self, channel: str, since: object) -> list[Outgoing] | None:
-        """The messages after ``since`` on the channel, or None when not all are held."""
-        if not isinstance(since, str):
-            return None
-        try:
-            seq = Seq.parse(since)
-        except ValueError:
-            return None
+    def _place(self, channel: str, since: Seq) -> tuple[Seq, list[Outgoing]] | None:
+        """For a ``since`` this instance has applied: the channel's last change at or before
+        it, and the messages after that one; None when the history no longer holds them all.
+        """
         current = self.tally.channel_seq(channel)
-        if seq == current:
-            return []
-        if seq > current:
-            # Ahead of this instance, but not by more than a plausible lag.
-            return AHEAD if seq.ms <= self.tally.seq.ms + AHEAD_LIMIT_MS else None
-        history = self._history.get(channel)
-        if not history:
-            return None
-        # Walk back from the newest change to the one that followed ``since``; if the
-        # history runs out first, what the client missed is no longer held.
-        messages: list[Outgoing] = []
-        for prev, message in reversed(history):
-            messages.append(message)
-            if prev == seq:
-                return messages[::-1]
-            if prev < seq:
-                return None
+        if since >= current:
+            return current, []
+        # Walk back from the newest change to the first one after ``since``: its ``prev`` is
+        # the client's place in the chain. If the history runs out first, not all are held.
+        backlog: list[Outgoing] = []
+        for prev, message in reversed(self._history.get(channel, ())):
+            backlog.append(message)
+            if prev <= since:
+                return prev, backlog[::-1]
         return None
 
     def _unsubscribe(self, subscriber: Subscriber, request: dict[str, Any]) -> None:

@@ -129,19 +129,25 @@ def test_a_request_after_a_publish_is_answered_after_the_published_change() -> N
     ]
 
 
-def test_a_resumer_started_afresh_gets_a_snapshot_holding_the_change_not_the_change() -> None:
+def test_a_resumer_ahead_of_this_instance_is_answered_once_its_seq_is_applied() -> None:
     night = Night()
     night.apply()
     first = night.seq(0)
     # Resuming from a seq this instance has not reached (the client came from a faster
-    # one), and that turns out never to be a change here.
+    # one), and that is no change of this channel.
     since = Seq(first.ms + 1, 0)
     _, sink = night.client(NATIONAL, epoch=str(night.hub.epoch), since={NATIONAL: str(since)})
-    night.apply(2)  # the second change's prev is past ``since``: start afresh
+    assert sink.received() == []  # nothing yet: this instance has not applied ``since``
+    night.apply(2)
     night.hub.flush()
-    received = [m for m in sink.received() if m["type"] != "resumed"]
-    assert [m["type"] for m in received] == ["snapshot"]
-    assert received[0]["seq"] == str(night.seq(2))
+    received = sink.received()
+    # Resumed at the channel's last change at or before ``since``, then every change after.
+    assert [(m["type"], m["seq"]) for m in received] == [
+        ("resumed", str(first)),
+        ("delta", str(night.seq(1))),
+        ("delta", str(night.seq(2))),
+    ]
+    assert received[1]["prev"] == str(first)
     night.apply()
     night.hub.flush()
     delta = sink.received()[-1]

@@ -24,16 +24,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from service import collector
-from service.access import Access, AccessDenied, Grant, bearer
-from service.connection import CATCHING_UP, NOT_READY_WAIT, serve_websocket
+from service.access import Access, AccessDenied, Grant
 from service.core.election import Election, load_election
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally, constituency_channel
+from service.fanout.embargo import Embargo
+from service.fanout.hub import Hub
+from service.fanout.subscriber import Subscriber
 from service.feed import Feed, FeedListener, Rejection
-from service.hub import CLOSE_TRY_LATER, Hub
 from service.logs import redact_tokens
 from service.metrics import Metrics
 from service.settings import Settings
+from service.transport.admission import CATCHING_UP, Admission, token_from
+from service.transport.asgi import serve_websocket
 
 log = logging.getLogger("seatcast")
 STATIC = Path(__file__).parent / "static"
@@ -56,10 +59,7 @@ class Runtime:
     feed: Feed = field(init=False)
     client: aioredis.Redis = field(init=False)
     access: Access = field(init=False)
-    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
-    ready: bool = False
-    waiting_connections: set[asyncio.Task[None]] = field(default_factory=set)
-    """Websocket handshakes held until the instance is ready (see service.direct)."""
+    admission: Admission = field(init=False)
     connected: bool = False
     _published: list[Seq] = field(default_factory=list)
     _embargo_timer: asyncio.TimerHandle | None = None
@@ -104,18 +104,32 @@ class Runtime:
             rate_limit=settings.rate_limit,
             on_send=self.metrics.messages_sent.inc,
             on_slow_close=self.metrics.slow_closes.inc,
+            on_resume_wait=self._schedule_resume_expiry,
+            embargo=Embargo(on_hold=self._schedule_lift),
         )
-        self.hub.on_embargo = self._schedule_lift
-        self.hub.on_resume_wait = self._schedule_resume_expiry
+        self.admission = Admission(self.hub, self.access, settings.queue_bytes)
+
+    @property
+    def ready(self) -> bool:
+        return self.admission.ready
+
+    @staticmethod
+    def _wake(subscribers: list[Subscriber]) -> None:
+        for subscriber in subscribers:
+            subscriber.sink.wake()
 
     def _schedule_lift(self, until: float) -> None:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
         delay = max(0.0, until - time.time()) + 0.01
-        self._embargo_timer = asyncio.get_running_loop().call_later(delay, self.hub.lift_embargo)
+        self._embargo_timer = asyncio.get_running_loop().call_later(
+            delay, lambda: self._wake(self.hub.lift_embargo())
+        )
 
     def _schedule_resume_expiry(self, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay + 0.01, self.hub.expire_waiting)
+        asyncio.get_running_loop().call_later(
+            delay + 0.01, lambda: self._wake(self.hub.expire_waiting())
+        )
 
     def _applied(self, seq: Seq, applied: Applied) -> None:
         if applied.stale:
@@ -130,7 +144,7 @@ class Runtime:
 
     def _batch_done(self) -> None:
         """After each batch of stream entries: one write per client with new messages."""
-        self.hub.flush()
+        self._wake(self.hub.flush())
         if self.ready:
             now = time.time()
             for seq in self._published:
@@ -144,13 +158,12 @@ class Runtime:
     def _reset(self, tally: Tally, epoch: Seq) -> None:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
-        self.hub.reset(tally, epoch)
+        self._wake(self.hub.reset(tally, epoch))
 
     def _ready(self) -> None:
         if not self.ready:
-            self.ready = True
             collector.freeze_startup()
-            self.caught_up.set()
+            self.admission.caught_up.set()
             self.metrics.ready.set(1)
 
     def _connected(self, connected: bool) -> None:
@@ -217,6 +230,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.admission = runtime.admission
     return app
 
 
@@ -239,7 +253,7 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 def request_grant(request: Request) -> Grant | Response:
     """The caller's grant from ``Authorization: Bearer`` or ``?token=``, or a 401 response."""
-    token = bearer(request.headers.get("authorization")) or request.query_params.get("token")
+    token = token_from(request.headers.get("authorization"), request.query_params.get("token"))
     try:
         return _runtime(request).access.grant(token)
     except AccessDenied as exc:
@@ -374,15 +388,4 @@ async def metrics(request: Request) -> Response:
 
 
 async def websocket(ws: WebSocket) -> None:
-    runtime = _runtime(ws)
-    if not runtime.ready:
-        # A restarted instance must not show clients the partial state of its catch-up:
-        # hold the connection until it is ready, or tell the client to come back.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(NOT_READY_WAIT):
-                await runtime.caught_up.wait()
-        if not runtime.ready:
-            await ws.accept()
-            await ws.close(CLOSE_TRY_LATER, CATCHING_UP)
-            return
-    await serve_websocket(ws, runtime.hub, runtime.settings.queue_bytes, runtime.access)
+    await serve_websocket(ws, _runtime(ws).admission)

@@ -11,12 +11,12 @@ from starlette.applications import Starlette
 
 from service.app import create_app
 from service.core.election import Election
-from service.direct import protocol_for
 from service.settings import Settings
+from service.transport.direct import protocol_for
 
 
 def uvicorn_config(settings: Settings, app: Starlette) -> uvicorn.Config:
-    # Uncompressed /ws is served below ASGI (service.direct); with compression on, every
+    # Uncompressed /ws is served below ASGI (service.transport.direct); with compression on, every
     # message is deflated per connection anyway, so uvicorn's protocol and Starlette serve it.
     ws: Any = "websockets-sansio" if settings.compression else protocol_for(app)
     return uvicorn.Config(

@@ -1,4 +1,4 @@
-"""The /ws protocol below ASGI (service.direct): what it must do that Starlette used to."""
+"""The /ws protocol below ASGI (transport.direct): what it must do that Starlette used to."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
 
 from service import collector
-from service.direct import DirectConnection
 from service.settings import Settings
+from service.transport.direct import DirectConnection
 from tests.conftest import TIMEOUT
 from tests.service.conftest import (
     NIGHT_2024,

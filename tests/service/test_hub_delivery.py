@@ -11,43 +11,12 @@ from service.core.election import load_election
 from service.core.events import decode_event
 from service.core.seq import Seq
 from service.core.tally import NATIONAL, Tally
-from service.hub import Hub, Outgoing, Subscriber
+from service.fanout.hub import Hub
+from service.fanout.subscriber import Subscriber
 from tests.service.conftest import NIGHT_2024
+from tests.service.hubs import RecordingSink, attach, flush, handle
 
 START_MS = 1_720_130_400_000
-
-
-class Sink:
-    """Records what a connection would write, in order: messages sent at once, and each
-    flush's messages (one write)."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.log: list[tuple[str, list[dict[str, Any]]]] = []
-
-    def flush(self, subscriber: Subscriber) -> None:
-        messages = self.hub.drain(subscriber)
-        if messages:
-            self.log.append(("write", [orjson.loads(m.payload) for m in messages]))
-
-    def close(self, code: int, reason: str) -> None:
-        raise AssertionError(f"closed with {code}: {reason}")
-
-    def send_now(self, message: Outgoing) -> bool:
-        self.log.append(("at once", [orjson.loads(message.payload)]))
-        return True
-
-    @property
-    def at_once(self) -> list[dict[str, Any]]:
-        return [m for how, ms in self.log if how == "at once" for m in ms]
-
-    @property
-    def writes(self) -> list[list[dict[str, Any]]]:
-        return [ms for how, ms in self.log if how == "write"]
-
-    def received(self) -> list[dict[str, Any]]:
-        """Everything, in the order the client would read it."""
-        return [m for _, ms in self.log for m in ms]
 
 
 class Night:
@@ -71,12 +40,13 @@ class Night:
             self.hub.publish(self.tally.apply(seq, event).changes)
             self.next += 1
 
-    def client(self, *channels: str, **request: Any) -> tuple[Subscriber, Sink]:
-        sink = Sink(self.hub)
-        subscriber = Subscriber(sink, limit=1 << 30)
-        self.hub.connect(subscriber)
-        self.hub.handle(
-            subscriber, orjson.dumps({"op": "subscribe", "channels": list(channels), **request})
+    def client(self, *channels: str, **request: Any) -> tuple[Subscriber, RecordingSink]:
+        sink = RecordingSink(closable=False)
+        subscriber = attach(self.hub, sink)
+        handle(
+            self.hub,
+            subscriber,
+            orjson.dumps({"op": "subscribe", "channels": list(channels), **request}),
         )
         sink.log.clear()
         return subscriber, sink
@@ -90,7 +60,7 @@ def test_a_lone_change_goes_at_once_unless_another_of_the_clients_channels_chang
     _, with_quiet_seat = night.client(NATIONAL, quiet_seat)
     _, both = night.client(NATIONAL, "declarations")
     night.apply()
-    night.hub.flush()
+    flush(night.hub)
     assert [m["type"] for m in alone.at_once] == ["delta"]
     assert alone.writes == []
     # Its other channel did not change in this batch: nothing to wait for.
@@ -106,7 +76,7 @@ def test_several_changes_on_a_channel_in_one_batch_are_written_together() -> Non
     night.apply()
     _, sink = night.client(NATIONAL)
     night.apply(3)
-    night.hub.flush()
+    flush(night.hub)
     assert sink.at_once == []
     assert len(sink.writes) == 1
     deltas = sink.writes[0]
@@ -120,8 +90,8 @@ def test_a_request_after_a_publish_is_answered_after_the_published_change() -> N
     night.apply()
     subscriber, sink = night.client(NATIONAL)
     night.apply()
-    night.hub.handle(subscriber, orjson.dumps({"op": "subscribe", "channels": ["declarations"]}))
-    night.hub.flush()
+    handle(night.hub, subscriber, orjson.dumps({"op": "subscribe", "channels": ["declarations"]}))
+    flush(night.hub)
     received = sink.received()
     assert [(m["type"], m["channel"]) for m in received] == [
         ("delta", NATIONAL),
@@ -139,7 +109,7 @@ def test_a_resumer_ahead_of_this_instance_is_answered_once_its_seq_is_applied() 
     _, sink = night.client(NATIONAL, epoch=str(night.hub.epoch), since={NATIONAL: str(since)})
     assert sink.received() == []  # nothing yet: this instance has not applied ``since``
     night.apply(2)
-    night.hub.flush()
+    flush(night.hub)
     received = sink.received()
     # Resumed at the channel's last change at or before ``since``, then every change after.
     assert [(m["type"], m["seq"]) for m in received] == [
@@ -149,7 +119,7 @@ def test_a_resumer_ahead_of_this_instance_is_answered_once_its_seq_is_applied() 
     ]
     assert received[1]["prev"] == str(first)
     night.apply()
-    night.hub.flush()
+    flush(night.hub)
     delta = sink.received()[-1]
     assert delta["type"] == "delta"
     assert delta["prev"] == str(night.seq(2))

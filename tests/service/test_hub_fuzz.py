@@ -12,23 +12,11 @@ from hypothesis import strategies as st
 from service import data
 from service.core.election import load_election
 from service.core.tally import Tally
-from service.hub import Hub, Outgoing, Subscriber
+from service.fanout.hub import Hub
+from service.fanout.subscriber import Subscriber
+from tests.service.hubs import RecordingSink, attach
 
 ANSWERS = {"error", "pong", "snapshot", "resumed", "hello"}
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.closed: tuple[int, str] | None = None
-
-    def flush(self, subscriber: Subscriber) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    def send_now(self, message: Outgoing) -> bool:
-        return False
 
 
 @cache
@@ -38,10 +26,8 @@ def tally() -> Tally:
 
 def hub_and_subscriber() -> tuple[Hub, Subscriber, RecordingSink]:
     hub = Hub(tally(), rate_limit=1e9, max_channels=50)
-    sink = RecordingSink()
-    subscriber = Subscriber(sink, limit=1 << 30)
-    hub.connect(subscriber)
-    return hub, subscriber, sink
+    sink = RecordingSink(at_once=False)
+    return hub, attach(hub, sink), sink
 
 
 json_values = st.recursive(
@@ -82,7 +68,7 @@ def test_any_frames_get_proper_answers_and_the_connection_lives(batch: list[str]
     for frame in batch:
         hub.handle(subscriber, frame)
     assert sink.closed is None
-    for message in hub.drain(subscriber):
+    for message in subscriber.take():
         decoded: dict[str, Any] = orjson.loads(message.payload)
         assert decoded["type"] in ANSWERS
         if decoded["type"] == "error":

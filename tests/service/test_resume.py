@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from service.core.seq import Seq
-from service.hub import RESUME_WAIT
+from service.fanout.hub import RESUME_WAIT
 from service.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.service.conftest import RunningService, connect, run_service, xadd

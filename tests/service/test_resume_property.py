@@ -21,8 +21,9 @@ from service.core.election import Election
 from service.core.events import InvalidEvent, validate_event
 from service.core.seq import ZERO, Seq
 from service.core.tally import DECLARATIONS, NATIONAL, Tally
-from service.hub import RESUME_WAIT, Hub, Outgoing, Subscriber
+from service.fanout.hub import RESUME_WAIT, Hub
 from tests.core.test_properties import Document, Repeat, small_nights
+from tests.service.hubs import RecordingSink, attach, flush, handle
 
 FIRST_MS = 1_720_148_400_000
 SPACING_MS = 10
@@ -35,24 +36,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Recorder:
-    """A connection's sink: every message the client would read, in order."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.messages: list[dict[str, Any]] = []
-
-    def flush(self, subscriber: Subscriber) -> None:
-        self.messages.extend(orjson.loads(m.payload) for m in self.hub.drain(subscriber))
-
-    def close(self, code: int, reason: str) -> None:
-        raise AssertionError(f"closed with {code}: {reason}")
-
-    def send_now(self, message: Outgoing) -> bool:
-        self.messages.append(orjson.loads(message.payload))
-        return True
 
 
 @dataclass
@@ -111,7 +94,7 @@ class Instance:
                 self.hub.adopt_epoch(seq)
             self.hub.publish(_apply(self.tally, seq, self.documents[self.applied]))
             self.applied += 1
-        self.hub.flush()
+        flush(self.hub)
 
 
 @dataclass
@@ -119,7 +102,7 @@ class Resumer:
     channel: str
     epoch: str
     since: str
-    recorder: Recorder
+    recorder: RecordingSink
     held: tuple[Seq, Any] | None
     """The (seq, state) a client resuming from ``since`` holds: the reference's at it."""
 
@@ -181,19 +164,18 @@ def test_every_resume_leaves_a_gap_free_chain_ending_at_the_current_state(
 
     def resume(channel: str, epoch_choice: str, since: str) -> None:
         client_epoch = epoch if epoch_choice == "right" else epoch_choice
-        recorder = Recorder(instance.hub)
-        subscriber = Subscriber(recorder, limit=1 << 30)
-        instance.hub.connect(subscriber)
-        recorder.messages.clear()  # the hello
+        recorder = RecordingSink(closable=False)
+        subscriber = attach(instance.hub, recorder)
+        recorder.log.clear()  # the hello
         try:
             held = reference.at(Seq.parse(since))[channel]
         except ValueError:
             held = None
         request = {"op": "subscribe", "channels": [channel], "since": {channel: since}}
-        instance.hub.handle(subscriber, orjson.dumps({**request, "epoch": client_epoch}))
+        handle(instance.hub, subscriber, orjson.dumps({**request, "epoch": client_epoch}))
         resumers.append(Resumer(channel, client_epoch, since, recorder, held))
         applied_here = instance.tally.seq
-        answers = [m for m in recorder.messages if m["type"] in ("resumed", "snapshot")]
+        answers = [m for m in recorder.received() if m["type"] in ("resumed", "snapshot")]
         if client_epoch == str(instance.hub.epoch) and held is not None:
             since_seq = Seq.parse(since)
             if (since_seq == ZERO or since_seq >= Seq.parse(epoch)) and since_seq <= applied_here:
@@ -212,7 +194,8 @@ def test_every_resume_leaves_a_gap_free_chain_ending_at_the_current_state(
     while instance.applied < len(seqs):
         instance.read(6)
     instance.clock.now += RESUME_WAIT + 1
-    instance.hub.expire_waiting()
+    for subscriber in instance.hub.expire_waiting():
+        subscriber.sink.wake()
 
     for resumer in resumers:
         _check(resumer, instance, epoch)
@@ -220,7 +203,7 @@ def test_every_resume_leaves_a_gap_free_chain_ending_at_the_current_state(
 
 def _check(resumer: Resumer, instance: Instance, epoch: str) -> None:
     channel = resumer.channel
-    messages = resumer.recorder.messages
+    messages = resumer.recorder.received()
     assert messages, f"{resumer}: never answered"
     first = messages[0]
     assert first["type"] in ("resumed", "snapshot"), first

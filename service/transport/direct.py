@@ -28,35 +28,34 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from service.access import AccessDenied, bearer
-from service.connection import CATCHING_UP, NOT_READY_WAIT, admit, join
-from service.hub import (
+from service.access import AccessDenied
+from service.fanout.subscriber import Subscriber
+from service.protocol import messages
+from service.protocol.messages import (
+    CLOSE_BAD_DATA,
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
     CLOSE_POLICY,
     CLOSE_RESTART,
     CLOSE_TRY_LATER,
     Outgoing,
-    Subscriber,
-    error_message,
 )
+from service.transport.admission import CATCHING_UP, Admission, token_from
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-
-    from service.app import Runtime
 
 log = logging.getLogger("seatcast.ws")
 PATH = "/ws"
 CLOSE_TIMEOUT = 10.0
 """Seconds to wait for the client's answer to our close frame before dropping the socket."""
-CLOSE_INTERNAL = 1011
-CLOSE_BAD_DATA = 1007
 
 
 class DirectConnection(asyncio.Protocol):
     """One /ws connection: the hub's sink for one subscriber."""
 
     app: ClassVar[Starlette]
-    """Set on the subclass ``protocol_for`` makes; the runtime is ``app.state.runtime``."""
+    """Set on the subclass ``protocol_for`` makes; ``app.state.admission`` lets clients in."""
 
     __slots__ = (
         "_close_timer",
@@ -69,9 +68,9 @@ class DirectConnection(asyncio.Protocol):
         "_ping_payload",
         "_ping_timeout",
         "_writable",
+        "admission",
         "conn",
         "connections",
-        "runtime",
         "subscriber",
         "transport",
     )
@@ -79,7 +78,7 @@ class DirectConnection(asyncio.Protocol):
     def __init__(self, config: Any, server_state: Any, app_state: Any, **_: Any) -> None:
         self.connections: set[Any] = server_state.connections
         self.conn = ServerProtocol(max_size=config.ws_max_size, logger=log)
-        self.runtime: Runtime = self.app.state.runtime
+        self.admission: Admission = self.app.state.admission
         self.transport: asyncio.Transport | None = None
         self.subscriber: Subscriber | None = None
         self._fd = -1
@@ -120,8 +119,7 @@ class DirectConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writable = True
-        if self.subscriber is not None:
-            self.flush(self.subscriber)
+        self.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -132,7 +130,8 @@ class DirectConnection(asyncio.Protocol):
         self._keepalive = self._expiry = self._close_timer = None
         subscriber, self.subscriber = self.subscriber, None
         if subscriber is not None:
-            self.runtime.hub.disconnect(subscriber)
+            subscriber.closed(CLOSE_GOING_AWAY)
+            self.admission.hub.disconnect(subscriber)
         # The library's parser is a generator holding its protocol: a cycle, which would
         # wait for a full collection (see service.collector). Ending it frees both now.
         self.conn.parser.close()
@@ -146,13 +145,14 @@ class DirectConnection(asyncio.Protocol):
 
     # --- the hub's sink -------------------------------------------------------------------
 
-    def flush(self, subscriber: Subscriber) -> None:
+    def wake(self) -> None:
         """Write everything queued for the client in one write, if the socket can take it."""
-        if not self._writable:
+        subscriber = self.subscriber
+        if not self._writable or subscriber is None:
             return
-        messages = self.runtime.hub.drain(subscriber)
-        if messages:
-            self._write(b"".join([message.wire for message in messages]))
+        queued = subscriber.take()
+        if queued:
+            self._write(b"".join([message.wire for message in queued]))
 
     def send_now(self, message: Outgoing) -> bool:
         """One message for a client with nothing else pending: written at once."""
@@ -175,7 +175,7 @@ class DirectConnection(asyncio.Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; the client answers it and the socket closes, or we drop it.
-        (Once the frame is out, ``_send_pending`` takes the subscriber off the hub.)"""
+        (The subscriber leaves the hub when the connection is lost.)"""
         if self.conn.state is not State.OPEN or self.transport is None:
             return
         self.conn.send_close(code, reason)
@@ -198,22 +198,15 @@ class DirectConnection(asyncio.Protocol):
         if response.status_code != 101:
             self._refuse(response)
             return
-        if self.runtime.ready:
+        if self.admission.ready:
             self._open(request, response, query)
             return
-        # A restarted instance must not show clients the partial state of its catch-up:
-        # the handshake waits until it is ready (this task is the only one a connection
-        # ever has, and only then).
-        task = asyncio.ensure_future(self._open_when_ready(request, response, query))
-        self.runtime.waiting_connections.add(task)
-        task.add_done_callback(self.runtime.waiting_connections.discard)
+        # The handshake waits until the instance is ready (this task is the only one a
+        # connection ever has, and only then).
+        self.admission.hold(asyncio.ensure_future(self._open_when_ready(request, response, query)))
 
     async def _open_when_ready(self, request: Request, response: Response, query: str) -> None:
-        try:
-            async with asyncio.timeout(NOT_READY_WAIT):
-                await self.runtime.caught_up.wait()
-        except TimeoutError:
-            pass
+        await self.admission.wait_until_ready()
         self._open(request, response, query)
 
     def _refuse(self, response: Response) -> None:
@@ -229,22 +222,23 @@ class DirectConnection(asyncio.Protocol):
         self.conn.send_response(response)
         self._writable = True
         self._send_pending()
-        runtime = self.runtime
-        if not runtime.ready:
+        admission = self.admission
+        if not admission.ready:
             self.close(CLOSE_TRY_LATER, CATCHING_UP)
             return
         origins = request.headers.get_all("Origin")
-        token = parse_qs(query).get("token", [None])[-1] or bearer(
-            next(iter(request.headers.get_all("Authorization")), None)
+        token = token_from(
+            next(iter(request.headers.get_all("Authorization")), None),
+            parse_qs(query).get("token", [None])[-1],
         )
         # Refused only once accepted, so that the client is told why, with close code 1008.
         try:
-            grant = admit(runtime.access, origins[0] if origins else None, token)
+            grant = admission.admit(origins[0] if origins else None, token)
         except AccessDenied as exc:
             self.close(CLOSE_POLICY, str(exc))
             return
-        self.subscriber = Subscriber(self, runtime.settings.queue_bytes)
-        self._expiry = join(runtime.hub, self.subscriber, grant)
+        self.subscriber, self._expiry = admission.join(self, grant)
+        self.wake()
         self._schedule_ping()
 
     # --- client frames ---------------------------------------------------------------------
@@ -273,9 +267,9 @@ class DirectConnection(asyncio.Protocol):
             return  # closing, or not let in: nothing the client says matters now
         if self._message_opcode is Opcode.BINARY:
             subscriber.push(
-                error_message("binary_not_supported", "send JSON requests as text frames")
+                messages.error("binary_not_supported", "send JSON requests as text frames")
             )
-            self.flush(subscriber)
+            self.wake()
             return
         try:
             text = b"".join(parts).decode()
@@ -283,7 +277,8 @@ class DirectConnection(asyncio.Protocol):
             # The library sends the close frame; _send_pending writes it and lets go.
             self.conn.fail(CLOSE_BAD_DATA, "invalid UTF-8 in a text frame")
             return
-        self.runtime.hub.handle(subscriber, text)
+        self.admission.hub.handle(subscriber, text)
+        self.wake()
 
     def _send_pending(self) -> None:
         """Write what the library has for the client: handshake, pongs, close frames; close
@@ -300,9 +295,8 @@ class DirectConnection(asyncio.Protocol):
         if self.conn.state is not State.OPEN:
             # A close frame is out: no message may follow it.
             self._writable = False
-            subscriber, self.subscriber = self.subscriber, None
-            if subscriber is not None:
-                self.runtime.hub.disconnect(subscriber)
+            if self.subscriber is not None:
+                self.subscriber.closed(CLOSE_GOING_AWAY)
         if chunks[-1] == b"":
             transport.close()
 

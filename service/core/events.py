@@ -156,10 +156,12 @@ class _Checker:
         return known.id  # the definition's own string, as with party codes
 
     def party(self, document: dict[str, Any], where: str) -> str:
+        """The party's code, also when the event names it by one of its aliases."""
         party = self.text(document, "party", where)
-        if party not in self.election.parties:
+        code = self.election.party_code(party)
+        if code is None:
             raise self.fail(f"{where}unknown party {party!r}")
-        return party
+        return self.election.parties[code].code
 
 
 def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
@@ -288,11 +290,16 @@ def _exit_poll(check: _Checker, document: dict[str, Any]) -> ExitPoll:
     if not isinstance(seats, dict) or not seats:
         raise check.fail("'seats' must be a non-empty object of party code -> projected seats")
     projection: list[tuple[str, int]] = []
-    for party, count in seats.items():
-        if party not in check.election.parties:
-            raise check.fail(f"seats: unknown party {party!r}")
+    given: dict[str, str] = {}
+    for named, count in seats.items():
+        party = check.election.party_code(named)
+        if party is None:
+            raise check.fail(f"seats: unknown party {named!r}")
+        if party in given:
+            raise check.fail(f"seats: {named!r} and {given[party]!r} are the same party, {party}")
+        given[party] = named
         if not _is_int(count) or count < 0:
-            raise check.fail(f"seats: {party} must be a non-negative integer, not {count!r}")
+            raise check.fail(f"seats: {named} must be a non-negative integer, not {count!r}")
         projection.append((party, count))
     return ExitPoll(
         seats=tuple(projection),

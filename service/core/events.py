@@ -81,7 +81,28 @@ class ExitPoll:
     embargo_until: str | None = None
 
 
-Event = Declaration | Flash | StatusChange | Retraction | ExitPoll
+@dataclass(frozen=True, slots=True)
+class PartyFigures:
+    """One party's running totals as a feed counts them."""
+
+    code: str
+    seats: int
+    gains: int
+    losses: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateOfParties:
+    """A feed's own totals over the seats it lists, kept as a check on ours."""
+
+    source: str
+    constituencies: tuple[str, ...]
+    """In the feed's order; each once."""
+    parties: tuple[PartyFigures, ...]
+    """Only the parties the feed lists; any other counts as none of everything."""
+
+
+Event = Declaration | Flash | StatusChange | Retraction | ExitPoll | StateOfParties
 SeatEvent = Declaration | Flash | StatusChange | Retraction
 
 
@@ -308,12 +329,65 @@ def _exit_poll(check: _Checker, document: dict[str, Any]) -> ExitPoll:
     )
 
 
+FIGURES = ("seats", "gains", "losses")
+"""What a ``state_of_parties`` gives for each party, in the order they are compared."""
+
+
+def _state_of_parties(check: _Checker, document: dict[str, Any]) -> StateOfParties:
+    source = check.text(document, "source")
+    listed = document.get("constituencies")
+    if not isinstance(listed, list):
+        raise check.fail("'constituencies' must be a list of the constituency ids it covers")
+    seats: dict[str, None] = {}
+    for number, seat_id in enumerate(listed, start=1):
+        if not isinstance(seat_id, str):
+            raise check.fail(f"constituencies: entry {number} must be a constituency id string")
+        known = check.election.constituencies.get(seat_id)
+        if known is None:
+            raise check.fail(f"constituencies: unknown constituency {seat_id!r}")
+        if known.id in seats:
+            raise check.fail(f"constituencies: {seat_id!r} is listed twice")
+        seats[known.id] = None
+    raw = document.get("parties")
+    if not isinstance(raw, dict):
+        raise check.fail("'parties' must be an object of party code -> {seats, gains, losses}")
+    parties: list[PartyFigures] = []
+    for code, figures in raw.items():
+        known_party = check.election.parties.get(code)
+        if known_party is None:
+            raise check.fail(f"parties: unknown party {code!r}")
+        if not isinstance(figures, dict):
+            raise check.fail(f"parties: {code} must be an object {{seats, gains, losses}}")
+        counts: list[int] = []
+        for name in FIGURES:
+            count = figures.get(name)
+            if not _is_int(count) or count < 0:
+                raise check.fail(f"parties: {code} '{name}' must be a non-negative integer")
+            counts.append(count)
+        party = PartyFigures(known_party.code, *counts)
+        if party.gains > party.seats:
+            raise check.fail(
+                f"parties: {code} has {party.gains} gains but only {party.seats} seats"
+            )
+        parties.append(party)
+    # Each seat it covers is won once and lost at most once.
+    for name in ("seats", "losses"):
+        total = sum(getattr(party, name) for party in parties)
+        if total > len(seats):
+            raise check.fail(
+                f"the parties' {name} add up to {total}, more than the {len(seats)} "
+                "constituencies it covers"
+            )
+    return StateOfParties(source=source, constituencies=tuple(seats), parties=tuple(parties))
+
+
 _DECODERS: dict[str, Callable[[_Checker, dict[str, Any]], Event]] = {
     "declaration": _declaration,
     "flash": _flash,
     "status": _status,
     "retraction": _retraction,
     "exit_poll": _exit_poll,
+    "state_of_parties": _state_of_parties,
 }
 
 

@@ -226,8 +226,8 @@ class Ingest:
         assert file.parsed is not None
         try:
             mapped = self.mapper.to_event(file.parsed)
-            if mapped.event["type"] != "state_of_parties":
-                validate_event(mapped.event, self.mapper.election, file.path.name)
+            # The stream reader's own checks: what it would reject is quarantined here instead.
+            validate_event(mapped.event, self.mapper.election, file.path.name)
         except (PaFileError, InvalidEvent) as exc:
             self._quarantine(file, str(exc))
             return 0

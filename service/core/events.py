@@ -352,10 +352,15 @@ def _state_of_parties(check: _Checker, document: dict[str, Any]) -> StateOfParti
     if not isinstance(raw, dict):
         raise check.fail("'parties' must be an object of party code -> {seats, gains, losses}")
     parties: list[PartyFigures] = []
+    given: dict[str, str] = {}
     for code, figures in raw.items():
-        known_party = check.election.parties.get(code)
-        if known_party is None:
+        canonical = check.election.party_code(code)  # an alias names its party
+        if canonical is None:
             raise check.fail(f"parties: unknown party {code!r}")
+        if canonical in given:
+            raise check.fail(f"parties: {code!r} and {given[canonical]!r} are the same party")
+        given[canonical] = code
+        known_party = check.election.parties[canonical]
         if not isinstance(figures, dict):
             raise check.fail(f"parties: {code} must be an object {{seats, gains, losses}}")
         counts: list[int] = []

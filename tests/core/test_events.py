@@ -15,6 +15,7 @@ from service.core.events import (
     Flash,
     InvalidEvent,
     Retraction,
+    StateOfParties,
     StatusChange,
     decode_event,
     validate_event,
@@ -426,3 +427,22 @@ def test_a_party_and_its_alias_twice_in_one_declaration_or_poll_are_refused() ->
         validate_event(twice, election, ENTRY)
     with pytest.raises(InvalidEvent, match=r"'Lab' and 'LAB' are the same party, LAB"):
         validate_event(exit_poll({"LAB": 410, "Lab": 411}), election, ENTRY)
+
+
+def test_a_state_of_parties_may_name_parties_by_alias_but_not_one_party_twice() -> None:
+    election = bundled_election("uk-2024")
+    figures = {"seats": 1, "gains": 1, "losses": 0}
+    event = {
+        "type": "state_of_parties",
+        "source": "PA",
+        "constituencies": ["E14001425"],
+        "parties": {"Lab": figures},
+    }
+
+    decoded = validate_event(event, election, ENTRY)
+    event["parties"] = {"Lab": figures, "LAB": figures}
+
+    assert isinstance(decoded, StateOfParties)
+    assert [party.code for party in decoded.parties] == ["LAB"]
+    with pytest.raises(InvalidEvent, match=r"'LAB' and 'Lab' are the same party"):
+        validate_event(event, election, ENTRY)

@@ -109,12 +109,15 @@ class Mapper:
 
     def seat(self, seat: PaSeat) -> str:
         """The constituency id for a PA seat; raises UnmappedError."""
-        if seat.number is not None and seat.number in self._numbers:
-            return self._numbers[seat.number]
         if self._fixed_numbers and seat.number is not None:
-            raise UnmappedError(f"{seat}: number {seat.number} is not in the --map file")
+            if seat.number not in self._numbers:
+                raise UnmappedError(f"{seat}: number {seat.number} is not in the --map file")
+            return self._numbers[seat.number]
         if seat.name is None:
-            raise UnmappedError(f"{seat}: no name, and the number was not seen before")
+            # Without a map the name decides; a number alone only maps once seen beside one.
+            if seat.number is None or seat.number not in self._numbers:
+                raise UnmappedError(f"{seat}: no name, and the number was not seen before")
+            return self._numbers[seat.number]
         folded = fold_name(seat.name)
         if folded not in self._names:
             raise UnmappedError(f"{seat}: no constituency of {self.election.id} by that name")
@@ -195,7 +198,9 @@ class Mapper:
             # A tie settled by lot: only the file's elected="*" says who won.
             elected = [(c, p) for c, p in candidates if c.elected and c.votes == top]
             if len(elected) != 1:
-                raise UnmappedError(f"{pa.seat}: a tie on {top} votes with no one elected")
+                raise UnmappedError(
+                    f"{pa.seat}: a tie on {top} votes with {len(elected)} of the tied elected"
+                )
             event["winner"] = {"name": elected[0][0].name, "party": elected[0][1]}
         return Mapped(event, frozenset(others))
 

@@ -219,7 +219,7 @@ def test_a_tie_needs_the_file_to_mark_who_was_elected(election: Election) -> Non
 
     assert event["winner"] == {"name": "Paul Bristow", "party": "CON"}
     with pytest.raises(
-        UnmappedError, match=r"\(Peterborough\): a tie on \d+ votes with no one elected"
+        UnmappedError, match=r"\(Peterborough\): a tie on \d+ votes with 0 of the tied elected"
     ):
         mapper.to_event(parse_pa(content.replace(b' elected="*"', b"")))
 

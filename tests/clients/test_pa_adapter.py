@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,39 @@ async def test_bad_usage_exits_2_with_a_one_line_reason(
 
     assert run.code == 2
     assert words in run.stderr
+
+
+async def test_within_a_seat_the_rush_goes_first_and_results_in_revision_order(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str, pa_stream: str
+) -> None:
+    election = bundled()
+    writer = PaWriter(election)
+    result = declaration(PETERBOROUGH)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    # Landed in the worst order: the correction, then the first result, then the rush.
+    files = [
+        ("uk2024_result_peterborough_2.xml", writer.result(result, 2, AT)),
+        ("uk2024_result_peterborough_1.xml", writer.result(result, 1, AT)),
+        (
+            "uk2024_rush_peterborough.xml",
+            writer.rush(
+                {"constituency": PETERBOROUGH, "winner": {"name": "Andrew Pakes", "party": "LAB"}},
+                result,
+                AT,
+            ),
+        ),
+    ]
+    for landed, (name, content) in enumerate(files):
+        (drop / name).write_bytes(content)
+        os.utime(drop / name, ns=(landed * 10**9, landed * 10**9))
+
+    run = await run_pa("--dir", str(drop), "--once", env=pa_env(redis_url, pa_stream))
+
+    assert run.code == 0, run.stderr
+    events = [orjson.loads(fields[b"event"]) for _, fields in await redis.xrange(pa_stream)]
+    assert [(e["type"], e.get("revision")) for e in events] == [
+        ("flash", None),
+        ("declaration", 1),
+        ("declaration", 2),
+    ]

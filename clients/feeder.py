@@ -193,6 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the planned events as JSONL to stdout instead of Redis (no Redis needed)",
     )
     target.add_argument(
+        "--format",
+        choices=("events", "pa"),
+        default="events",
+        help=(
+            "events: stream entries (default); pa: PA Media XML files written into --out at "
+            "the night's pace, for rehearsing the PA adapter (python -m clients.pa); no Redis"
+        ),
+    )
+    target.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="with --format pa: the folder to write the PA files into",
+    )
+    target.add_argument(
         "--linger",
         action="store_true",
         help="after the replay, keep running until Ctrl-C (for the Procfile)",
@@ -523,6 +538,25 @@ def _print_plan(plan: Sequence[Planned]) -> int:
     return EXIT_OK
 
 
+def _write_pa(night: str, plan: Sequence[Planned], out: Path, speed: float, max_gap: float) -> int:
+    from clients.pa.writer import PaWriter, write_night_files
+    from service.core.election import ElectionError, load_election
+    from service.data import election_path
+
+    try:
+        election = load_election(election_path(night))
+    except (ValueError, ElectionError) as exc:
+        raise SystemExit(
+            f"{PROG}: error: --format pa needs a bundled night's definition: {exc}"
+        ) from None
+    outputs = PaWriter(election).files(plan)
+    stopper = Stopper()
+    with stopper.installed():
+        written = write_night_files(outputs, out, speed=speed, max_gap=max_gap, sleep=stopper.sleep)
+    _say(f"wrote {written} PA files to {out}")
+    return stopper.exit_code if stopper.stopped else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the feeder; returns the exit code (see the module docstring)."""
     try:
@@ -548,8 +582,12 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     except NightError as exc:
         parser.exit(EXIT_USAGE, f"{PROG}: error: {exc}\n")
+    if (args.format == "pa") != (args.out is not None):
+        parser.error("--format pa and --out DIR go together")
     if args.print_only:
         return _print_plan(plan)
+    if args.format == "pa":
+        return _write_pa(args.night, plan, args.out, args.speed, args.max_gap)
 
     embedded = args.redis_url is None
     url: str = default_redis_url() if embedded else args.redis_url

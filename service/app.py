@@ -118,6 +118,8 @@ class Runtime:
         asyncio.get_running_loop().call_later(delay + 0.01, self.hub.expire_waiting)
 
     def _applied(self, seq: Seq, applied: Applied) -> None:
+        if applied.feed_check is not None:
+            self._feed_checked(seq, applied.feed_check)
         if applied.stale:
             self.metrics.events_stale.inc()
             return
@@ -127,6 +129,21 @@ class Runtime:
             self._published.append(seq)
             if len(self._published) >= FLUSH_EVERY:
                 self._batch_done()
+
+    def _feed_checked(self, seq: Seq, check: dict[str, Any]) -> None:
+        results = check["results"]
+        over = f"{check['source']}'s totals over {results} result{'' if results == 1 else 's'}"
+        self.metrics.feed_check_agrees.set(1 if check["agrees"] else 0)
+        if check["agrees"]:
+            log.info("entry %s: %s agree with ours", seq, over)
+            return
+        self.metrics.feed_check_disagreements.inc()
+        differences = "; ".join(
+            f"{code} {figure} {feeds} (ours {ours})"
+            for code, figures in check["differences"].items()
+            for figure, (feeds, ours) in figures.items()
+        )
+        log.warning("entry %s: %s disagree with ours: %s", seq, over, differences)
 
     def _batch_done(self) -> None:
         """After each batch of stream entries: one write per client with new messages."""

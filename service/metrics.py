@@ -47,3 +47,14 @@ class Metrics:
         self.ready = Gauge(
             "seatcast_ready", "1 once the stream as at start-up is applied", registry=r
         )
+        self.feed_check_disagreements = Counter(
+            "seatcast_feed_check_disagreements",
+            "state_of_parties events whose totals disagree with ours over the same seats",
+            registry=r,
+        )
+        self.feed_check_agrees = Gauge(
+            "seatcast_feed_check_agrees",
+            "1 if the latest state_of_parties agrees with our totals, 0 if not, NaN before one",
+            registry=r,
+        )
+        self.feed_check_agrees.set(float("nan"))  # an alert on == 0 must not fire before one

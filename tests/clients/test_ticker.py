@@ -374,3 +374,65 @@ async def test_help_and_bad_options() -> None:
     assert "ws://" in run.stderr
     run = await run_ticker("--constituency", "A", "--region", "B")
     assert run.code == 2
+
+
+# --- the feed's totals as a check ------------------------------------------------------------
+
+DISAGREEING_CHECK = {
+    "source": "PA",
+    "results": 649,
+    "agrees": False,
+    "differences": {"LAB": {"seats": [410, 411]}, "CON": {"gains": [1, 0], "losses": [3, 2]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("check", "words"),
+    [
+        (
+            {"source": "PA", "results": 1, "agrees": True, "differences": {}},
+            "| PA's totals over 1 result agree",
+        ),
+        (
+            DISAGREEING_CHECK,
+            "| PA's totals over 649 results differ: Labour seats 410 (ours 411); "
+            "Conservative gains 1 (ours 0); Conservative losses 3 (ours 2)",
+        ),
+    ],
+)
+def test_the_national_line_ends_with_the_feeds_check(check: dict[str, Any], words: str) -> None:
+    assert national_line(national(majority_party="LAB", feed_check=check)).endswith(words)
+
+
+def test_the_board_shows_a_disagreeing_feed_under_the_banner() -> None:
+    board = Board(focus=None)
+    board.apply(update("national", "snapshot", "5-0", national(feed_check=DISAGREEING_CHECK)))
+    console = Console(record=True, width=160, height=30, color_system=None)
+
+    console.print(board.render(console))
+
+    assert "PA's totals over 649 results differ: Labour seats 410 (ours 411)" in (
+        console.export_text()
+    )
+
+
+async def test_once_prints_a_state_of_parties_that_disagrees(
+    service: RunningService, redis: aioredis.Redis
+) -> None:
+    declaration = next(line for line in NIGHT_2024 if PETERBOROUGH in line)
+    wrong = {
+        "type": "state_of_parties",
+        "source": "PA",
+        "constituencies": [PETERBOROUGH],
+        "parties": {"CON": {"seats": 1, "gains": 0, "losses": 0}},
+    }
+    ids = await xadd(redis, service.settings.stream, declaration, wrong)
+    await caught_up(service, ids[-1])
+
+    run = await run_ticker("--url", service.ws, "--once")
+
+    assert run.code == 0, run.stderr
+    assert run.stdout.splitlines()[0].endswith(
+        "| PA's totals over 1 result differ: Labour seats 0 (ours 1); Labour gains 0 (ours 1); "
+        "Conservative seats 1 (ours 0); Conservative losses 0 (ours 1)"
+    )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -245,10 +245,18 @@ class Publisher:
             written, result = await self._script(
                 keys=keys, args=[fingerprint, IDEMPOTENCY_TTL, *events]
             )
+        except ResponseError as exc:  # refused: a read-only replica, a user without rights
+            log.warning("publishing to %s was refused by Redis: %s", stream, exc)
+            raise Refusal(
+                503, "unavailable", f"Redis refused the events ({exc}); nothing was written"
+            ) from None
         except RedisError as exc:
             log.warning("publishing to %s failed: %s", stream, exc)
             raise Refusal(
-                503, "unavailable", f"the events could not be written ({exc}); nothing was"
+                503,
+                "unavailable",
+                f"Redis did not answer ({exc}): the events may have been written or not; "
+                "retry with the same 'Idempotency-Key'",
             ) from None
         if written:
             return True, [entry_id.decode() for entry_id in result]

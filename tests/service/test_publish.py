@@ -4,6 +4,8 @@ written, written in order, idempotent under retries, closed to anyone without th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -369,3 +371,55 @@ async def test_a_refused_request_stores_no_answer_for_its_key(
 
     assert response.status_code == 201
     assert await redis.xlen(desk.settings.stream) == 1
+
+
+# --- Redis permissions -------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def redis_user(
+    redis: aioredis.Redis, redis_url: str, settings: Settings, *rules: str
+) -> AsyncIterator[str]:
+    """A Redis ACL user with the reading service's least rights plus ``rules``; its URL."""
+    user = f"seatcast-publish-{settings.stream.split(':')[1]}"
+    await redis.execute_command(
+        "ACL", "SETUSER", user, "on", ">acl-test-password", "resetkeys", "resetchannels",
+        "-@all", "+xread", "+xrange", "+xrevrange", "+xadd", "+ping", "+hello",
+        f"%R~{settings.stream}", f"~{settings.rejected}", *rules,
+    )  # fmt: skip
+    try:
+        if redis_url.startswith("unix://"):
+            yield f"unix://{user}:acl-test-password@{redis_url.removeprefix('unix://')}"
+        else:
+            yield redis_url.replace("redis://", f"redis://{user}:acl-test-password@", 1)
+    finally:
+        await redis.execute_command("ACL", "DELUSER", user)
+
+
+async def test_publishing_works_with_the_rights_the_readme_documents_and_not_without(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis, redis_url: str
+) -> None:
+    settings = make_settings(token_secret=SECRET)
+    stream = settings.stream
+    publishing = (
+        f"~{stream}",
+        f"~{stream}:idempotency:*",
+        "+evalsha",
+        "+script|load",
+        "+get",
+        "+set",
+    )
+    async with redis_user(redis, redis_url, settings, *publishing) as url:
+        async with run_service(dataclasses.replace(settings, redis_url=url)) as desk:
+            response = await post(desk, GOOD, Idempotency_Key="with-rights")
+            assert response.status_code == 201, response.text
+            retry = await post(desk, GOOD, Idempotency_Key="with-rights")
+            assert retry.json() == response.json()
+            assert await redis.xlen(stream) == 1
+    async with redis_user(redis, redis_url, settings) as url:
+        async with run_service(dataclasses.replace(settings, redis_url=url)) as desk:
+            response = await post(desk, DECLARATIONS[1])
+            assert response.status_code == 503
+            assert response.json()["message"].endswith("; nothing was written")
+            assert "no permissions" in response.json()["message"]
+            assert await redis.xlen(stream) == 1

@@ -33,6 +33,7 @@ from service.feed import Feed, FeedListener, Rejection
 from service.hub import CLOSE_TRY_LATER, Hub
 from service.logs import redact_tokens
 from service.metrics import Metrics
+from service.publish import publish_route
 from service.settings import Settings
 
 log = logging.getLogger("seatcast")
@@ -224,6 +225,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             Route("/api/regions/{slug}", functools.partial(area, kind="region")),
             Route("/api/nations", functools.partial(areas, kind="nation")),
             Route("/api/nations/{slug}", functools.partial(area, kind="nation")),
+            publish_route(runtime),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

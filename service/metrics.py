@@ -47,6 +47,11 @@ class Metrics:
         self.ready = Gauge(
             "seatcast_ready", "1 once the stream as at start-up is applied", registry=r
         )
+        self.events_published = Counter(
+            "seatcast_events_published",
+            "Events added to the stream by POST /api/events",
+            registry=r,
+        )
         self.feed_check_disagreements = Counter(
             "seatcast_feed_check_disagreements",
             "state_of_parties events whose totals disagree with ours over the same seats",

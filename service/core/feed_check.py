@@ -12,20 +12,31 @@ from collections.abc import Mapping
 
 from service.core.election import Election
 from service.core.events import FIGURES, StateOfParties
-from service.core.views import SeatRecord, State, Totals
+from service.core.views import SeatRecord, State
 
 
 def feed_check(election: Election, seats: Mapping[str, SeatRecord], event: StateOfParties) -> State:
     """The check for ``event``: ``{source, results, agrees, differences}``.
 
-    Ours are counted as the national totals count them (a flash's seat included); a party
-    the feed does not list has none of anything on its side. ``differences`` maps a party
-    code to ``{figure: [feed's, ours]}`` for each figure that disagrees, parties in the
-    definition's order and figures in ``FIGURES`` order; ``agrees`` when it is empty.
+    Ours are counted as the national totals count them: a seat with a winner (a flash's
+    included) is a seat for it, and when the winner is not the seat's previous party, a gain
+    for it and a loss for that party. A party the feed does not list has none of anything on
+    its side. ``differences`` maps a party code to ``{figure: [feed's, ours]}`` for each
+    figure that disagrees, parties in the definition's order and figures in ``FIGURES``
+    order; ``agrees`` when it is empty.
     """
-    ours = Totals(tuple(election.parties))
+    # Not views.Totals: it also sums every candidate's votes, four fifths of the work.
+    ours = {figure: dict.fromkeys(election.parties, 0) for figure in FIGURES}
+    won, gained, lost = ours["seats"], ours["gains"], ours["losses"]
     for seat_id in event.constituencies:
-        ours.add(seats[seat_id], election.constituencies[seat_id].previous)
+        winner = seats[seat_id].winner_party
+        if winner is None:
+            continue
+        won[winner] += 1
+        previous = election.constituencies[seat_id].previous
+        if winner != previous:
+            gained[winner] += 1
+            lost[previous] += 1
     theirs = {party.code: party for party in event.parties}
     differences: State = {}
     for code in election.parties:
@@ -33,7 +44,7 @@ def feed_check(election: Election, seats: Mapping[str, SeatRecord], event: State
         disagreeing: State = {}
         for figure in FIGURES:
             feeds = 0 if listed is None else getattr(listed, figure)
-            own = getattr(ours, figure)[code]
+            own = ours[figure][code]
             if feeds != own:
                 disagreeing[figure] = [feeds, own]
         if disagreeing:

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 
 from clients.loadgen.connections import Client, Totals, open_link, parse_seq
 from clients.loadgen.histogram import Histogram
-from clients.loadgen.procfs import raise_open_files_limit
+from clients.loadgen.limits import raise_open_files_limit
 
 MIXES = ("national", "national+constituency", "declarations", "mixed")
 EXAMPLES = 5

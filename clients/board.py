@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clients.session import ConnectionState, Item, State, Update
+from service.core.seq import Seq
 
 __all__ = ["Board", "declaration_line", "describe", "focus_lines", "national_line", "party_name"]
 
@@ -137,9 +138,8 @@ def describe(state: ConnectionState) -> str:
 # --- the board -------------------------------------------------------------------------------
 
 
-def _seq_key(seq: str) -> tuple[int, int]:
-    ms, _, n = seq.partition("-")
-    return int(ms), int(n or 0)
+def _seq_key(seq: str) -> Seq:
+    return Seq.parse(seq)
 
 
 @dataclass
@@ -150,7 +150,7 @@ class Board:
     national: State | None = None
     focus_state: State | None = None
     status: ConnectionState = field(default_factory=lambda: ConnectionState("connecting"))
-    printed_seq: tuple[int, int] | None = None
+    printed_seq: Seq | None = None
     """The newest declaration already printed (plain mode), so a fresh snapshot after a
     reconnect prints only what came after it."""
     last_national_line: str = ""

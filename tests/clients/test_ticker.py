@@ -151,6 +151,12 @@ def test_after_a_fresh_snapshot_only_declarations_not_yet_printed_are_printed() 
     assert lines == ["01:02 Labour gain D", "01:02 Labour gain E"]
 
 
+def test_a_seq_missing_its_second_part_is_refused_not_read_as_its_first_part_and_0() -> None:
+    board = Board(focus=None)
+    with pytest.raises(ValueError, match="not a stream entry ID: '7'"):
+        board.apply(update("declarations", "event", "7", declaration("7", "A")))
+
+
 def test_the_board_draws_the_banner_declarations_and_connection_state() -> None:
     board = Board(focus=None)
     board.apply(ConnectionState("live", "2 channels"))

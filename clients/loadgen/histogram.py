@@ -1,9 +1,10 @@
 """Latency histograms and quantiles, one rule for every figure: hdrhistogram's.
 
 Values are kept in microseconds to three significant figures (1 µs below 2 ms, 64 µs at
-100 ms, 1 ms at 1 s), and a quantile is the highest value equivalent to the sample at its rank,
-so it is never below the true one. A client process sends its histogram encoded
-(:func:`encode`); the parent adds them up (:func:`merged`).
+100 ms, 1 ms at 1 s). A quantile is hdrhistogram's: the sample at rank ``round(q * count)``
+(at least 1), reported as the highest value equivalent to it, so never below that sample.
+A client process sends its histogram encoded (:func:`encode`); the parent adds them up
+(:func:`merged`).
 
 Recording one value costs hdrhistogram a few µs of Python, a third of what the raw client
 spends on a whole message; so the hot loop only appends each latency to an ``array`` and

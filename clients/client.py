@@ -88,6 +88,7 @@ class SeatcastClient:
         self._opening: asyncio.Task[ClientConnection] | None = None
         """Waiting for the library's next connection (its backoff included)."""
         self._failure: Exception | None = None
+        """Why the last attempt failed, for the item that goes with its delay."""
         self._ready: deque[Item] = deque()
         self._attempt = 0
         self._pause = 0.0

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clients.session import ConnectionState, Item, State, Update
+from service.core.seq import ZERO, Seq
 
 __all__ = [
     "Board",
@@ -164,9 +165,12 @@ def describe(state: ConnectionState) -> str:
 # --- the board -------------------------------------------------------------------------------
 
 
-def _seq_key(seq: str) -> tuple[int, int]:
-    ms, _, n = seq.partition("-")
-    return int(ms), int(n or 0)
+def _seq_key(seq: object) -> Seq:
+    """A log entry's seq; a malformed one (no server sends it) sorts first, never crashes."""
+    try:
+        return Seq.parse(seq) if isinstance(seq, str) else ZERO
+    except ValueError:
+        return ZERO
 
 
 @dataclass
@@ -177,7 +181,7 @@ class Board:
     national: State | None = None
     focus_state: State | None = None
     status: ConnectionState = field(default_factory=lambda: ConnectionState("connecting"))
-    printed_seq: tuple[int, int] | None = None
+    printed_seq: Seq | None = None
     """The newest declaration already printed (plain mode), so a fresh snapshot after a
     reconnect prints only what came after it."""
     last_national_line: str = ""
@@ -227,7 +231,7 @@ class Board:
             return []
         after = self.printed_seq
         self.printed_seq = max(after, _seq_key(item.seq))
-        return [declaration_line(e) for e in entries if _seq_key(e["seq"]) > after]
+        return [declaration_line(e) for e in entries if _seq_key(e.get("seq")) > after]
 
     def summary(self, count: int = ONCE_RECENT) -> list[str]:
         """The current state as plain lines, for ``--once``."""

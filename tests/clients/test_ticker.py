@@ -151,6 +151,14 @@ def test_after_a_fresh_snapshot_only_declarations_not_yet_printed_are_printed() 
     assert lines == ["01:02 Labour gain D", "01:02 Labour gain E"]
 
 
+def test_a_seq_missing_its_second_part_is_not_read_as_its_first_part_and_0() -> None:
+    board = Board(focus=None)
+    board.apply(update("declarations", "event", "5-0", declaration("5-0", "A")))
+    recent = [declaration("5-0", "A"), declaration("7", "Malformed"), declaration("6-0", "B")]
+    lines = board.apply(update("declarations", "snapshot", "6-0", {"recent": recent}))
+    assert len(lines) == 1 and "B" in lines[0]
+
+
 def test_the_board_draws_the_banner_declarations_and_connection_state() -> None:
     board = Board(focus=None)
     board.apply(ConnectionState("live", "2 channels"))

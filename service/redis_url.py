@@ -96,6 +96,8 @@ def _address(text: str) -> tuple[str, int]:
 def redact(url: str) -> str:
     """The URL with its password (and any ``sentinel_password``) as ``***``, for messages."""
     parts = urlsplit(url)
+    if parts.password is None and "sentinel_password" not in parts.query:
+        return url
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if ":" in userinfo:
         userinfo = userinfo.partition(":")[0] + ":***"

@@ -31,7 +31,7 @@ def with_options(url: str, options: str) -> str:
     [
         "socket_timeout=1",
         "socket_timeout=0.2",
-        "health_check_interval=1&socket_keepalive=true",
+        "health_check_interval=1&socket_connect_timeout=0.5",
         "decode_responses=true&protocol=3&max_connections=1",
     ],
 )

@@ -1,0 +1,99 @@
+"""Real redis-server and redis-sentinel processes of a test's own, on free loopback ports.
+
+Debian's binaries (``apt-get install redis-server redis-sentinel``; .ci/run installs them):
+a primary, its replicas and a Sentinel that the test can stop, restart, cut off and fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from tests.conftest import TIMEOUT
+from tests.service.test_process import free_port
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    assert path, f"this test needs Debian's {name}: apt-get install {name}"
+    return path
+
+
+@dataclass
+class RedisProcess:
+    """One redis-server (or, with ``sentinel``, redis-sentinel) on 127.0.0.1."""
+
+    directory: Path
+    extra: Sequence[str] = ()
+    sentinel: bool = False
+    port: int = field(default_factory=free_port)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **options: object) -> aioredis.Redis:
+        return aioredis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
+
+    async def start(self, *extra: str) -> None:
+        """Start it (again), with ``extra`` configuration this time; wait until it answers."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.sentinel:
+            config = self.directory / "sentinel.conf"
+            if not config.exists():
+                config.write_text("")
+            command = [binary("redis-sentinel"), str(config)]
+        else:
+            command = [binary("redis-server"), "--save", "", "--appendonly", "yes"]
+        command += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        command += [*self.extra, *extra]
+        with (self.directory / "process.log").open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *command, stdout=log, stderr=subprocess.STDOUT
+            )
+        probe = self.client()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    if self.process.returncode is not None:
+                        raise AssertionError((self.directory / "process.log").read_text())
+                    with contextlib.suppress(RedisConnectionError, ResponseError, OSError):
+                        await probe.execute_command("PING")
+                        return
+                    await asyncio.sleep(0.05)
+        finally:
+            await probe.aclose()
+
+    async def stop(self, *, kill: bool = False) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        async with asyncio.timeout(TIMEOUT):
+            await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(*processes: RedisProcess) -> AsyncIterator[None]:
+    """Start each in turn; stop every one on the way out, whatever happened."""
+    try:
+        for process in processes:
+            await process.start()
+        yield
+    finally:
+        for process in processes:
+            with contextlib.suppress(Exception):
+                await process.stop(kill=True)

@@ -47,7 +47,7 @@ from clients.night import (
     plan_night,
 )
 from service.embedded import SOCKET_NAME
-from service.redis_url import redact, sync_client
+from service.redis_url import follow_primary, redact, sync_client
 
 __all__ = ["build_parser", "default_redis_url", "main", "redact"]
 
@@ -57,6 +57,7 @@ DEFAULT_DATA_DIR = "./.seatcast"
 PLAIN_PROGRESS_EVERY = 50
 XADD_BACKOFF = 0.1  # seconds, doubled after each failed attempt
 XADD_BACKOFF_CAP = 1.0
+PRIMARY_CHECK_EVERY = 1.0  # seconds, on a Sentinel URL
 PING_INTERVAL = 0.2
 SOCKET_TIMEOUT = 5.0
 
@@ -440,64 +441,81 @@ class _Interrupted(Exception):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Durability:
-    """How each write is made to last: retried for ``patience`` seconds through an outage or
-    a failover, and acknowledged by ``replicas`` replicas within ``replica_timeout``."""
+@dataclass
+class Writer:
+    """Adds events to the stream, one entry each.
 
+    Each write is retried for ``patience`` seconds through an outage or a failover; with
+    ``replicas``, it must be acknowledged by that many replicas within ``replica_timeout``.
+    On a Sentinel URL the writer asks where the primary is every ``PRIMARY_CHECK_EVERY``
+    seconds: an old primary still takes writes for seconds after a failover, and loses them.
+    """
+
+    client: redis.Redis
+    stream: str
+    stopper: Stopper
     patience: float = 30.0
     replicas: int = 0
     replica_timeout: float = 5.0
+    _primary: object = None
+    _primary_checked: float = -PRIMARY_CHECK_EVERY
 
+    def add(self, payload: bytes) -> str:
+        deadline = time.monotonic() + self.patience
+        delay = XADD_BACKOFF
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self._follow_primary(at_once=attempts > 1)
+                entry_id, acknowledged = self._write(payload)
+                entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                if acknowledged < self.replicas and self._follow_primary(at_once=True):
+                    # Written to a primary that a failover has just replaced: lost with it.
+                    raise redis.ConnectionError(f"entry {entry} went to the old primary")
+            except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # A retried write may land twice; the per-seat revision makes the copy stale.
+                if time.monotonic() + delay > deadline:
+                    raise FeederError(
+                        f"XADD to {self.stream} failed {attempts} times in {self.patience:g}s "
+                        f"(--wait), giving up: {exc}"
+                    ) from exc
+                _say(f"XADD failed ({exc}); retrying in {delay:g}s")
+                if not self.stopper.sleep(delay):
+                    raise _Interrupted from exc
+                delay = min(XADD_BACKOFF_CAP, delay * 2)
+            except redis.RedisError as exc:
+                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
+            else:
+                if acknowledged < self.replicas:
+                    raise FeederError(
+                        f"entry {entry} was written to {self.stream}, but only {acknowledged} "
+                        f"of {self.replicas} replicas (--wait-replicas) had it after "
+                        f"{self.replica_timeout:g}s: a failover now could lose it"
+                    )
+                return entry
 
-def _xadd(
-    client: redis.Redis, stream: str, payload: bytes, stopper: Stopper, durability: Durability
-) -> str:
-    deadline = time.monotonic() + durability.patience
-    delay = XADD_BACKOFF
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            entry_id, acknowledged = _write(client, stream, payload, durability)
-        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-            raise FeederError(f"XADD to {stream} failed: {exc}") from exc
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # A retried write may land twice; the per-seat revision makes the copy stale.
-            if time.monotonic() + delay > deadline:
-                raise FeederError(
-                    f"XADD to {stream} failed {attempts} times in {durability.patience:g}s "
-                    f"(--wait), giving up: {exc}"
-                ) from exc
-            _say(f"XADD failed ({exc}); retrying in {delay:g}s")
-            if not stopper.sleep(delay):
-                raise _Interrupted from exc
-            delay = min(XADD_BACKOFF_CAP, delay * 2)
-        except redis.RedisError as exc:
-            raise FeederError(f"XADD to {stream} failed: {exc}") from exc
-        else:
-            entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            if acknowledged < durability.replicas:
-                raise FeederError(
-                    f"entry {entry} was written to {stream}, but only {acknowledged} of "
-                    f"{durability.replicas} replicas (--wait-replicas) had it after "
-                    f"{durability.replica_timeout:g}s: a failover now could lose it"
-                )
-            return entry
+    def _write(self, payload: bytes) -> tuple[Any, int]:
+        """XADD, and with ``replicas`` WAIT in the same round trip: the ID and how many
+        replicas acknowledged it."""
+        if not self.replicas:
+            return self.client.xadd(self.stream, {"event": payload}), 0
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(self.stream, {"event": payload})
+        pipe.wait(self.replicas, max(1, int(self.replica_timeout * 1000)))
+        entry_id, acknowledged = pipe.execute()
+        return entry_id, int(acknowledged)
 
-
-def _write(
-    client: redis.Redis, stream: str, payload: bytes, durability: Durability
-) -> tuple[Any, int]:
-    """XADD, and with ``replicas`` WAIT in the same round trip: the ID and the replicas that
-    acknowledged it."""
-    if not durability.replicas:
-        return client.xadd(stream, {"event": payload}), 0
-    pipe = client.pipeline(transaction=False)
-    pipe.xadd(stream, {"event": payload})
-    pipe.wait(durability.replicas, max(1, int(durability.replica_timeout * 1000)))
-    entry_id, acknowledged = pipe.execute()
-    return entry_id, int(acknowledged)
+    def _follow_primary(self, *, at_once: bool) -> bool:
+        """Ask (if due) where the primary is; True if it moved since last asked."""
+        now = time.monotonic()
+        if not at_once and now - self._primary_checked < PRIMARY_CHECK_EVERY:
+            return False
+        self._primary_checked = now
+        primary, self._primary = self._primary, follow_primary(self.client)
+        return primary is not None and primary != self._primary
 
 
 def _prepare_stream(client: redis.Redis, stream: str, append: bool, reset: bool) -> None:
@@ -519,8 +537,7 @@ def _prepare_stream(client: redis.Redis, stream: str, append: bool, reset: bool)
 
 
 def _replay(
-    client: redis.Redis,
-    stream: str,
+    writer: Writer,
     plan: Sequence[Planned],
     *,
     speed: float,
@@ -528,7 +545,6 @@ def _replay(
     stopper: Stopper,
     reporter: Reporter,
     result: Result,
-    durability: Durability,
 ) -> None:
     seen: set[str] = set()
     start = time.monotonic()
@@ -541,7 +557,7 @@ def _replay(
         previous = item.at
         if not stopper.sleep(start + due - time.monotonic()):
             return
-        entry_id = _xadd(client, stream, orjson.dumps(item.event), stopper, durability)
+        entry_id = writer.add(orjson.dumps(item.event))
         result.written += 1
         result.first_id = result.first_id or entry_id
         result.last_id = entry_id
@@ -623,16 +639,22 @@ def _main(argv: Sequence[str] | None) -> int:
                 )
                 result.started = time.monotonic()
                 try:
-                    _replay(
+                    writer = Writer(
                         client,
                         args.stream,
+                        stopper,
+                        patience=args.wait,
+                        replicas=args.wait_replicas,
+                        replica_timeout=args.replica_timeout,
+                    )
+                    _replay(
+                        writer,
                         plan,
                         speed=args.speed,
                         max_gap=args.max_gap,
                         stopper=stopper,
                         reporter=reporter,
                         result=result,
-                        durability=Durability(args.wait, args.wait_replicas, args.replica_timeout),
                     )
                 finally:
                     reporter.close()

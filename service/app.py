@@ -108,6 +108,7 @@ class Runtime:
             listener,
             batch=settings.read_batch,
             socket_timeout=timeout,
+            primary_check=self.redis.primary_check(self.reader),
         )
         self.hub = Hub(
             self.feed.tally,

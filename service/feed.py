@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -47,6 +48,9 @@ READ_TIMEOUT_FLOOR = 1.0
 """The reader's read timeout is never shorter (a URL may ask for less, for the other
 clients): Redis ends a block on its own clock, a tick (100 ms at its default hz) late."""
 TIMEOUTS_IN_A_ROW = 3
+PRIMARY_CHECK_EVERY = 1.0
+"""Seconds between asking where the primary is (Sentinel URLs): an old primary keeps
+answering for seconds after a failover, with entries the new one will never have."""
 """Timed-out blocking reads that count as empty ones before one counts as an error."""
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
@@ -104,6 +108,9 @@ class Feed:
     while rebuilding off to the side."""
     rebuilding: bool = False
     """A fresh tally is being built from the stream; the listener gets it when it is whole."""
+    primary_check: Callable[[], Awaitable[object]] | None = None
+    """Where a Sentinel watches the primary: moves the client to a new one after a failover."""
+    _primary_checked: float = 0.0
 
     def __post_init__(self) -> None:
         self.tally = Tally(self.election)
@@ -173,6 +180,11 @@ class Feed:
                     raise
                 continue
             timed_out = 0
+            if self.primary_check is not None:
+                now = time.monotonic()
+                if now - self._primary_checked >= PRIMARY_CHECK_EVERY:
+                    self._primary_checked = now
+                    await self.primary_check()
             if not self._progressed:
                 self._progressed = True
                 self.listener.connected(True)

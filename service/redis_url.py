@@ -14,7 +14,7 @@ to Redis and to the Sentinels. The feeder shares this module: one URL form for b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -195,6 +195,16 @@ class AsyncRedis:
         _check(made.connection_pool, self.url)
         return made
 
+    def primary_check(self, client: aioredis.Redis) -> Callable[[], Awaitable[object]] | None:
+        """For a Sentinel URL: asks the Sentinels where the primary is and, if it moved,
+        drops ``client``'s idle connections so that the next command goes there. An old
+        primary that is still up keeps taking commands until Sentinel demotes it, seconds
+        later: call this every second or so to follow a failover at once."""
+        if self.sentinel is None:
+            return None
+        pool: aiosentinel.SentinelConnectionPool = client.connection_pool  # type: ignore[assignment]
+        return pool.get_master_address
+
     async def aclose(self) -> None:
         for client in self._clients:
             await client.aclose()
@@ -219,6 +229,16 @@ def sync_client(url: str, **defaults: Any) -> redis.Redis:
         client = sentinel.master_for(target.service, **options)  # type: ignore[no-untyped-call]
     _check(client.connection_pool, url)
     return client
+
+
+def follow_primary(client: redis.Redis) -> object:
+    """For a client of a Sentinel URL, as :meth:`AsyncRedis.primary_check`: the primary's
+    address. None for any other client."""
+    pool = client.connection_pool
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        address: object = pool.get_master_address()  # type: ignore[no-untyped-call]
+        return address
+    return None
 
 
 def _check(pool: aioconnection.ConnectionPool | redis.ConnectionPool, url: str) -> None:

@@ -35,6 +35,8 @@ class RedisProcess:
     directory: Path
     extra: Sequence[str] = ()
     sentinel: bool = False
+    config: str = ""
+    """Lines for the Sentinel's configuration file (which it rewrites as it goes)."""
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
 
@@ -51,7 +53,7 @@ class RedisProcess:
         if self.sentinel:
             config = self.directory / "sentinel.conf"
             if not config.exists():
-                config.write_text("")
+                config.write_text(self.config)
             command = [binary("redis-sentinel"), str(config)]
         else:
             command = [binary("redis-server"), "--save", "", "--appendonly", "yes"]
@@ -97,3 +99,70 @@ async def running(*processes: RedisProcess) -> AsyncIterator[None]:
         for process in processes:
             with contextlib.suppress(Exception):
                 await process.stop(kill=True)
+
+
+@dataclass
+class Sentinelled:
+    """A primary, a replica of it and a Sentinel watching them as ``mymaster``."""
+
+    primary: RedisProcess
+    replica: RedisProcess
+    sentinel: RedisProcess
+    service: str = "mymaster"
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{self.service}/0"
+
+    async def primary_port(self) -> int:
+        client = self.sentinel.client(decode_responses=True)
+        try:
+            _, port = await client.sentinel_get_master_addr_by_name(self.service)
+            return int(port)
+        finally:
+            await client.aclose()
+
+    async def wait_for_primary(self, process: RedisProcess) -> None:
+        """Until the Sentinel names ``process`` as the primary (after a failover)."""
+        async with asyncio.timeout(TIMEOUT):
+            while await self.primary_port() != process.port:
+                await asyncio.sleep(0.05)
+
+    async def wait_for_replica(self) -> None:
+        """Until the replica has synced and the Sentinel knows it: a failover may pick it."""
+        client = self.sentinel.client(decode_responses=True)
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    replicas = await client.sentinel_slaves(self.service)
+                    if any(
+                        r["port"] == self.replica.port
+                        and r.get("master-link-status") == "ok"
+                        and not r["is_sdown"]
+                        for r in replicas
+                    ):
+                        return
+                    await asyncio.sleep(0.1)
+        finally:
+            await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def sentinelled(directory: Path) -> AsyncIterator[Sentinelled]:
+    """Start a primary, its replica and a Sentinel that fails over after 1 s of silence."""
+    primary = RedisProcess(directory / "primary")
+    replica = RedisProcess(directory / "replica")
+    replica.extra = ("--replicaof", "127.0.0.1", str(primary.port))
+    sentinel = RedisProcess(
+        directory / "sentinel",
+        sentinel=True,
+        config=(
+            f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 10000\n"
+        ),
+    )
+    async with running(primary, replica, sentinel):
+        group = Sentinelled(primary, replica, sentinel)
+        await group.wait_for_replica()
+        yield group

@@ -70,7 +70,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl | None:
     rest = urlencode([(k, v) for k, v in query if k not in SENTINEL_ONLY])
     tls = SENTINEL_SCHEMES[parts.scheme]
     netloc = f"{userinfo}{at}sentinel-managed"
-    redis_url = urlunsplit(("rediss" if tls else "redis", netloc, f"/{db}", rest, ""))
+    redis_url = urlunsplit(("rediss" if tls else "redis", netloc, f"/{db or 0}", rest, ""))
     return SentinelUrl(
         sentinels,
         service,

@@ -37,6 +37,8 @@ class RedisProcess:
     sentinel: bool = False
     config: str = ""
     """Lines for the Sentinel's configuration file (which it rewrites as it goes)."""
+    password: str | None = None
+    """The ``requirepass`` it was given (in ``extra`` or ``config``), for its clients here."""
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
 
@@ -45,6 +47,7 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **options: object) -> aioredis.Redis:
+        options.setdefault("password", self.password)
         return aioredis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
 
     async def start(self, *extra: str) -> None:
@@ -112,7 +115,9 @@ class Sentinelled:
 
     @property
     def url(self) -> str:
-        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{self.service}/0"
+        userinfo = f":{self.primary.password}@" if self.primary.password else ""
+        query = f"?sentinel_password={self.sentinel.password}" if self.sentinel.password else ""
+        return f"redis+sentinel://{userinfo}127.0.0.1:{self.sentinel.port}/{self.service}/0{query}"
 
     async def primary_port(self) -> int:
         client = self.sentinel.client(decode_responses=True)
@@ -148,19 +153,26 @@ class Sentinelled:
 
 
 @contextlib.asynccontextmanager
-async def sentinelled(directory: Path) -> AsyncIterator[Sentinelled]:
-    """Start a primary, its replica and a Sentinel that fails over after 1 s of silence."""
-    primary = RedisProcess(directory / "primary")
-    replica = RedisProcess(directory / "replica")
-    replica.extra = ("--replicaof", "127.0.0.1", str(primary.port))
+async def sentinelled(
+    directory: Path, *, password: str | None = None, sentinel_password: str | None = None
+) -> AsyncIterator[Sentinelled]:
+    """Start a primary, its replica and a Sentinel that fails over after 1 s of silence;
+    with ``password`` Redis needs one, with ``sentinel_password`` the Sentinel does."""
+    auth = ("--requirepass", password, "--masterauth", password) if password else ()
+    primary = RedisProcess(directory / "primary", extra=auth, password=password)
+    replica = RedisProcess(directory / "replica", password=password)
+    replica.extra = (*auth, "--replicaof", "127.0.0.1", str(primary.port))
+    config = (
+        f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
+        "sentinel down-after-milliseconds mymaster 1000\n"
+        "sentinel failover-timeout mymaster 10000\n"
+    )
+    if password:
+        config += f"sentinel auth-pass mymaster {password}\n"
+    if sentinel_password:
+        config += f"requirepass {sentinel_password}\n"
     sentinel = RedisProcess(
-        directory / "sentinel",
-        sentinel=True,
-        config=(
-            f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
-            "sentinel down-after-milliseconds mymaster 1000\n"
-            "sentinel failover-timeout mymaster 10000\n"
-        ),
+        directory / "sentinel", sentinel=True, config=config, password=sentinel_password
     )
     async with running(primary, replica, sentinel):
         group = Sentinelled(primary, replica, sentinel)

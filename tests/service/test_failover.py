@@ -225,3 +225,21 @@ async def test_wait_replicas_makes_each_write_reach_a_replica_or_fails_clearly(
             assert "Traceback" not in err
         finally:
             await client.aclose()
+
+
+async def test_a_sentinel_url_carries_the_password_of_redis_and_that_of_the_sentinel(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    async with sentinelled(
+        tmp_path, password="redis-secret", sentinel_password="sentinel-secret"
+    ) as group:
+        assert "redis-secret@" in group.url and "sentinel_password=" in group.url
+        settings = make_settings(redis_url=group.url)
+        async with run_service(settings) as service:
+            code, err = await feeder(group.url, settings.stream, "--speed", "0", "--limit", "5")
+            assert code == 0, err
+            assert "secret" not in err
+            primary = group.primary.client()
+            [(last, _)] = await primary.xrevrange(settings.stream, count=1)
+            await primary.aclose()
+            await applied(service, last.decode())

@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,13 @@ async def test_an_instance_whose_last_entries_a_failover_lost_rebuilds_and_equal
                 await client.subscribe("national", "declarations")
                 await follower.take()
                 await follower.take()
-                kept = await xadd(primary, settings.stream, *NIGHT_2024[:40])
+                embargoed = {
+                    "type": "exit_poll",
+                    "seats": {"LAB": 410},
+                    "embargo_until": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                }
+                # (after the night's own exit poll, which has none)
+                kept = await xadd(primary, settings.stream, *NIGHT_2024[:40], embargoed)
                 assert await primary.wait(1, int(TIMEOUT * 1000)) == 1
                 await applied(service, kept[-1])
 
@@ -178,6 +185,7 @@ async def test_an_instance_whose_last_entries_a_failover_lost_rebuilds_and_equal
                 await follower.until(lambda m: m["type"] == "snapshot")
                 await follower.until(lambda m: m["type"] == "snapshot")
                 assert follower.seqs["national"] == kept[-1]
+                assert "exit_poll" not in follower.national  # the embargo holds through it
                 assert "rebuilding" in caplog.text
                 follower.declarations = 0
 
@@ -192,6 +200,7 @@ async def test_an_instance_whose_last_entries_a_failover_lost_rebuilds_and_equal
                 before = await states(service)
             async with run_service(settings) as fresh:
                 assert await states(fresh) == before
+            assert "exit_poll" not in before[0]["data"]
             survived = [orjson.loads(line) for line in NIGHT_2024[:40] + NIGHT_2024[50:80]]
             declared = {e["constituency"] for e in survived if e["type"] == "declaration"}
             assert before[0]["data"]["declared"] == len(declared)

@@ -254,6 +254,7 @@ class Feed:
         self.caught_up = False
         self.quiet = True
         self.rebuilding = True
+        self.pending_rejections.clear()  # the rebuild finds those still on the stream
 
     def _apply_batch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for raw_id, fields in entries:

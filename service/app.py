@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -29,11 +31,12 @@ from service.connection import CATCHING_UP, NOT_READY_WAIT, serve_websocket
 from service.core.election import Election, load_election
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally, constituency_channel
-from service.feed import Feed, FeedListener, Rejection
+from service.feed import Feed, FeedListener, Rejection, read_timeout
 from service.hub import CLOSE_TRY_LATER, Hub
 from service.logs import redact_tokens
 from service.metrics import Metrics
 from service.publish import publish_route
+from service.redis_url import AsyncRedis
 from service.settings import Settings
 
 log = logging.getLogger("seatcast")
@@ -55,10 +58,15 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     hub: Hub = field(init=False)
     feed: Feed = field(init=False)
+    redis: AsyncRedis = field(init=False)
     client: aioredis.Redis = field(init=False)
+    """For requests (the readiness ping); the reader has a client of its own."""
+    reader: aioredis.Redis = field(init=False)
     access: Access = field(init=False)
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
+    """Caught up once: the state is whole and may be served (it may since have fallen behind:
+    see ``readyz``)."""
     waiting_connections: set[asyncio.Task[None]] = field(default_factory=set)
     """Websocket handshakes held until the instance is ready (see service.direct)."""
     connected: bool = False
@@ -76,9 +84,12 @@ class Runtime:
             allowed_origins=tuple(o.strip() for o in settings.allowed_origins.split(",") if o),
             metrics_token=settings.metrics_token,
         )
-        self.client = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-        )
+        self.redis = AsyncRedis(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.client = self.redis.client()
+        # The reader retries by itself (with backoff, and telling /readyz), so its client
+        # does not retry behind its back; see service.feed for its timeout.
+        timeout = read_timeout(self.redis.socket_timeout)
+        self.reader = self.redis.client(socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
         listener = FeedListener(
             applied=self._applied,
             rejected=self._rejected,
@@ -91,12 +102,14 @@ class Runtime:
             lag=self.metrics.stream_lag.set,
         )
         self.feed = Feed(
-            self.client,
+            self.reader,
             settings.stream,
             settings.rejected,
             self.election,
             listener,
             batch=settings.read_batch,
+            socket_timeout=timeout,
+            primary_check=self.redis.primary_check(self.reader),
         )
         self.hub = Hub(
             self.feed.tally,
@@ -165,15 +178,25 @@ class Runtime:
         self.hub.reset(tally, epoch)
 
     def _ready(self) -> None:
+        """Caught up: at start-up, and again after each reconnect."""
+        self.metrics.ready.set(1)
         if not self.ready:
             self.ready = True
             collector.freeze_startup()
             self.caught_up.set()
-            self.metrics.ready.set(1)
 
     def _connected(self, connected: bool) -> None:
         self.connected = connected
         self.metrics.redis_connected.set(1 if connected else 0)
+        if not connected:
+            self.metrics.redis_errors.inc()
+            self.metrics.ready.set(0)
+
+    @property
+    def current(self) -> bool:
+        """The reader is connected and has applied the stream as it stood when it last
+        (re)connected: with Redis reachable, what /readyz calls ready."""
+        return self.ready and self.connected and self.feed.caught_up
 
 
 async def stop_feed(task: asyncio.Task[None], client: aioredis.Redis) -> None:
@@ -208,10 +231,10 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
         finally:
             collections.cancel()
             gc.set_threshold(*thresholds)
-            await stop_feed(task, runtime.client)
+            await stop_feed(task, runtime.reader)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await runtime.client.aclose()
+                    await runtime.redis.aclose()
 
     app = Starlette(
         routes=[
@@ -371,9 +394,10 @@ async def readyz(request: Request) -> Response:
         async with asyncio.timeout(1.0):
             reachable = bool(await runtime.client.ping())
     body = {
-        "ready": runtime.ready and reachable,
-        "caught_up": runtime.ready,
+        "ready": runtime.current and reachable,
+        "caught_up": runtime.current,
         "redis": "reachable" if reachable else "unreachable",
+        "reader": "connected" if runtime.connected else "disconnected",
         "seq": str(runtime.hub.tally.seq),
         "epoch": str(runtime.hub.epoch),
     }

@@ -362,14 +362,15 @@ class Hub:
                 subscriber.sink.flush(subscriber)
 
     def reset(self, tally: Tally, epoch: Seq) -> None:
-        """The stream was begun again: every client gets a new hello and fresh snapshots."""
+        """The stream was begun again, or rebuilt: every client gets a new hello and fresh
+        snapshots. ``tally`` may hold state already (a rebuild): its embargo holds at once."""
         self.tally = tally
         self.epoch = epoch
         self._pending.clear()
         self._history.clear()
         self._snapshots.clear()
-        self.embargo_until = None
         self._embargo_seen = False
+        self._take_up_embargo()
         for subscriber, waiting in self._waiting.items():
             for channel in waiting:
                 self._by_channel.setdefault(channel, set()).add(subscriber)

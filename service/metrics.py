@@ -44,8 +44,15 @@ class Metrics:
         self.redis_connected = Gauge(
             "seatcast_redis_connected", "1 while the stream reader is connected", registry=r
         )
+        self.redis_errors = Counter(
+            "seatcast_redis_errors",
+            "Redis errors of the stream reader, each followed by a reconnect",
+            registry=r,
+        )
         self.ready = Gauge(
-            "seatcast_ready", "1 once the stream as at start-up is applied", registry=r
+            "seatcast_ready",
+            "1 while the reader is connected and caught up with the stream (as /readyz)",
+            registry=r,
         )
         self.events_published = Counter(
             "seatcast_events_published",

@@ -82,7 +82,10 @@ _ENV = {
 }
 
 _HELP = {
-    "redis_url": "Redis to read (redis://, rediss://, unix://); unset: the embedded redis-server",
+    "redis_url": (
+        "Redis to read (redis://, rediss://, unix://, redis+sentinel://HOST[:PORT],.../SERVICE"
+        "[/DB]); unset: the embedded redis-server"
+    ),
     "stream": "the event stream key",
     "rejected_stream": "where rejected events are copied (default: <stream>:rejected)",
     "election": "election definition file (default: the bundled UK 2024 definition)",

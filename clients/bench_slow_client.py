@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 import websockets
 
+from clients.loadgen import histogram
 from clients.night import load_night
 
 
@@ -116,15 +116,12 @@ async def run(
 
 
 def summary(name: str, latencies: list[float]) -> str:
-    ordered = sorted(latencies)
-
-    def p(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-    return (
-        f"{name:<28} {len(ordered):>7} {statistics.median(ordered) * 1000:>8.2f} "
-        f"{p(0.95):>8.2f} {p(0.99):>8.2f} {ordered[-1] * 1000:>8.2f}"
-    )
+    """One row: the quantiles by the load generator's rule (:mod:`clients.loadgen.histogram`)."""
+    recorded = histogram.of(seconds * 1000 for seconds in latencies)
+    figures = [histogram.quantile(recorded, q) for q in (0.5, 0.95, 0.99)]
+    figures.append(histogram.maximum(recorded))
+    cells = " ".join("       -" if ms is None else f"{ms:>8.2f}" for ms in figures)
+    return f"{name:<28} {len(latencies):>7} {cells}"
 
 
 def main() -> None:

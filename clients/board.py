@@ -18,8 +18,17 @@ from rich.table import Table
 from rich.text import Text
 
 from clients.session import ConnectionState, Item, State, Update
+from service.core.seq import ZERO, Seq
 
-__all__ = ["Board", "declaration_line", "describe", "focus_lines", "national_line", "party_name"]
+__all__ = [
+    "Board",
+    "declaration_line",
+    "describe",
+    "feed_check_text",
+    "focus_lines",
+    "national_line",
+    "party_name",
+]
 
 WIDE = 150
 """Terminal width from which each declaration's headline gets a column of its own."""
@@ -71,6 +80,23 @@ def exit_poll_text(national: State) -> str:
     return "Exit poll: " + ", ".join(f"{party_name(national, c)} {n}" for c, n in ordered)
 
 
+def feed_check_text(national: State) -> str | None:
+    """Whether a feed's own totals agree with ours, and each figure that does not."""
+    check = national.get("feed_check")
+    if check is None:
+        return None
+    results = check["results"]
+    over = f"{check['source']}'s totals over {results} result{'' if results == 1 else 's'}"
+    if check["agrees"]:
+        return f"{over} agree"
+    differences = "; ".join(
+        f"{party_name(national, code)} {figure} {feeds} (ours {ours})"
+        for code, figures in check["differences"].items()
+        for figure, (feeds, ours) in figures.items()
+    )
+    return f"{over} differ: {differences}"
+
+
 def national_line(national: State) -> str:
     """One line: progress, parties by seats with net change, the majority position."""
     declared, total = national["declared"], national["total_seats"]
@@ -81,6 +107,8 @@ def national_line(national: State) -> str:
     elif "exit_poll" in national:
         parts.append(exit_poll_text(national))
     parts.append(f"{leader_text(national)} ({national['majority']} for a majority)")
+    if (check := feed_check_text(national)) is not None:
+        parts.append(check)
     return " | ".join(parts)
 
 
@@ -137,9 +165,12 @@ def describe(state: ConnectionState) -> str:
 # --- the board -------------------------------------------------------------------------------
 
 
-def _seq_key(seq: str) -> tuple[int, int]:
-    ms, _, n = seq.partition("-")
-    return int(ms), int(n or 0)
+def _seq_key(seq: object) -> Seq:
+    """A log entry's seq; a malformed one (no server sends it) sorts first, never crashes."""
+    try:
+        return Seq.parse(seq) if isinstance(seq, str) else ZERO
+    except ValueError:
+        return ZERO
 
 
 @dataclass
@@ -150,7 +181,7 @@ class Board:
     national: State | None = None
     focus_state: State | None = None
     status: ConnectionState = field(default_factory=lambda: ConnectionState("connecting"))
-    printed_seq: tuple[int, int] | None = None
+    printed_seq: Seq | None = None
     """The newest declaration already printed (plain mode), so a fresh snapshot after a
     reconnect prints only what came after it."""
     last_national_line: str = ""
@@ -200,7 +231,7 @@ class Board:
             return []
         after = self.printed_seq
         self.printed_seq = max(after, _seq_key(item.seq))
-        return [declaration_line(e) for e in entries if _seq_key(e["seq"]) > after]
+        return [declaration_line(e) for e in entries if _seq_key(e.get("seq")) > after]
 
     def summary(self, count: int = ONCE_RECENT) -> list[str]:
         """The current state as plain lines, for ``--once``."""
@@ -267,6 +298,9 @@ class Board:
                 body.append("no leader yet", style="dim")
             if "exit_poll" in national:
                 body.append("\n" + exit_poll_text(national), style="italic")
+            if (check := feed_check_text(national)) is not None:
+                agrees = national["feed_check"]["agrees"]
+                body.append("\n" + check, style="green" if agrees else "bold red")
             if self.recent:
                 body.append("\nLatest: ", style="bold")
                 body.append(str(self.recent[-1].get("headline", "")))

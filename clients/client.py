@@ -7,17 +7,20 @@
 
 Two layers, as in python-websockets: :class:`clients.session.Session` is the protocol's
 bookkeeping with no I/O (messages in as dicts, items and requests out); this module is the
-asyncio shell that moves frames, reconnects with jittered exponential backoff and resumes
-with ``since`` and ``epoch``. Nothing from ``service/`` is imported: this speaks only the wire.
+asyncio shell that moves frames and resumes with ``since`` and ``epoch``. Connecting and
+retrying failed attempts is the websockets library's reconnecting ``connect``; this module
+gives it the delays (jittered exponential backoff) and waits the same way after a drop, which
+the library would follow with an immediate reconnect. It speaks only the wire.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Literal
 
@@ -80,11 +83,20 @@ class SeatcastClient:
         self.open_timeout = open_timeout
         self.max_size = max_size
         self._ws: ClientConnection | None = None
+        self._connections: AsyncIterator[ClientConnection] | None = None
+        """websockets' reconnecting ``connect``, iterated: each item is a new connection."""
+        self._opening: asyncio.Task[ClientConnection] | None = None
+        """Waiting for the library's next connection (its backoff included)."""
+        self._failure: Exception | None = None
+        """Why the last attempt failed, for the item that goes with its delay."""
         self._ready: deque[Item] = deque()
         self._attempt = 0
-        self._delay = 0.0
+        self._pause = 0.0
+        """Seconds to wait after a drop before the library connects again."""
         self._started = False
         self._closed = asyncio.Event()
+        self._wake = asyncio.Event()
+        """Set when an item arrives while a connection is being opened, and on close."""
         self._pings: dict[int, float] = {}
 
     async def __aenter__(self) -> SeatcastClient:
@@ -144,6 +156,8 @@ class SeatcastClient:
     async def close(self) -> None:
         """Stop: iteration ends once the items already received are taken."""
         self._closed.set()
+        self._wake.set()
+        await self._stop_connecting()
         if self._ws is not None:
             await self._ws.close()
 
@@ -154,6 +168,7 @@ class SeatcastClient:
             if self._ready:
                 return self._ready.popleft()
             if self._closed.is_set():
+                await self._stop_connecting()
                 if self._ws is not None:
                     await self._ws.close()
                     self._ws = None
@@ -189,52 +204,101 @@ class SeatcastClient:
             await self._flush()
 
     async def _connect(self) -> None:
+        """Wait for the next connection; return early, without one, when a failed attempt has
+        left an item to show (the library's backoff goes on meanwhile) or on close."""
         if not self._started:
             self._started = True
             self._ready.append(ConnectionState("connecting", self.url))
             return
-        if self._delay:
-            try:
-                async with asyncio.timeout(self._delay):
+        if self._pause:
+            pause, self._pause = self._pause, 0.0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
                     await self._closed.wait()
-                return
-            except TimeoutError:
-                pass
-        try:
-            self._ws = await connect(
-                self.url,
-                open_timeout=self.open_timeout,
-                max_size=self.max_size,
-                compression=None,
+            return
+        if self._connections is None:
+            self._connections = aiter(
+                connect(
+                    self.url,
+                    open_timeout=self.open_timeout,
+                    max_size=self.max_size,
+                    compression=None,
+                    process_exception=self._retryable,
+                    reconnect_delays=self._delays,
+                )
             )
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        if self._opening is None:
+            self._opening = asyncio.create_task(self._next_connection(self._connections))
+        opening = self._opening
+        self._wake.clear()
+        woken = asyncio.create_task(self._wake.wait())
+        try:
+            await asyncio.wait((opening, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        if opening.done() and not self._closed.is_set():
+            self._opening = None
+            self._ws = opening.result()
+
+    @staticmethod
+    async def _next_connection(connections: AsyncIterator[ClientConnection]) -> ClientConnection:
+        return await anext(connections)
+
+    def _retryable(self, exc: Exception) -> Exception | None:
+        """The library's ``process_exception``: None to retry after a delay, else the error
+        to raise. Retried: network errors, timeouts and any refused handshake (the library
+        alone would give up on a 4xx)."""
+        if not isinstance(exc, OSError | TimeoutError | InvalidHandshake):
+            return exc
+        self._failure = exc
+        return None
+
+    def _delays(self) -> Generator[float]:
+        """The library's ``reconnect_delays``: asked for one delay after each failed attempt;
+        each comes with an item saying why and how long."""
+        while True:
             status: Literal["connecting", "reconnecting"] = (
                 "reconnecting" if self.session.epoch is not None else "connecting"
             )
-            self._schedule()
-            self._ready.append(ConnectionState(status, f"cannot connect: {exc}", self._delay))
+            delay = self._schedule()
+            self._ready.append(ConnectionState(status, f"cannot connect: {self._failure}", delay))
+            self._wake.set()
+            yield delay
+
+    async def _stop_connecting(self) -> None:
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.cancel()
+            await asyncio.wait((opening,))
+            if not opening.cancelled() and opening.exception() is None:
+                await opening.result().close()  # opened just as the client was closed
+        connections, self._connections = self._connections, None
+        if isinstance(connections, AsyncGenerator):
+            await connections.aclose()
 
     def _lost(self, why: str) -> None:
         self._ws = None
         self._pings.clear()
         self.session.connection_lost()
         if not self._closed.is_set():
-            self._schedule()
-            self._ready.append(ConnectionState("reconnecting", why, self._delay))
+            self._pause = self._schedule()
+            self._ready.append(ConnectionState("reconnecting", why, self._pause))
 
-    def _schedule(self) -> None:
+    def _schedule(self) -> float:
+        """The next delay: ``backoff_start * 2**attempt``, capped, jittered to 50-100%."""
         ceiling = min(self.backoff_cap, self.backoff_start * 2**self._attempt)
         self._attempt += 1
         # Jitter spreads the clients of a restarted server over the interval.
-        self._delay = random.uniform(ceiling / 2, ceiling)
+        return random.uniform(ceiling / 2, ceiling)
 
     async def _flush(self) -> None:
         requests = self.session.take_requests()
-        if self._ws is None:
+        ws = self._ws
+        if ws is None:
             return
         try:
             for request in requests:
-                await self._ws.send(orjson.dumps(request).decode())
+                await ws.send(orjson.dumps(request).decode())
         except ConnectionClosed:
             pass  # the reader sees the close and resubscribes everything on reconnect
 

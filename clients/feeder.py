@@ -5,8 +5,14 @@
 to the Redis stream as one entry with one field, ``event``, holding compact JSON. The night's
 own clock sets the pace, sped up ``--speed`` times, with no single wait over ``--max-gap``.
 
-Exit codes: 0 done, 1 Redis unreachable or failing, 2 bad usage or a stream that already has
-entries (without ``--append`` or ``--reset``), 130 interrupted (Ctrl-C), 143 terminated.
+``--redis-url`` takes the service's URL forms, a Sentinel's included (see
+:mod:`service.redis_url`): through a failover, each write is retried on the new primary for up
+to ``--wait`` seconds. ``--wait-replicas N`` makes each write wait (Redis ``WAIT``) until N
+replicas have it, so that a failover cannot lose it.
+
+Exit codes: 0 done, 1 Redis unreachable or failing (or replicas not acknowledging a write in
+time), 2 bad usage or a stream that already has entries (without ``--append`` or ``--reset``),
+130 interrupted (Ctrl-C), 143 terminated.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import orjson
 import redis
@@ -41,6 +47,7 @@ from clients.night import (
     plan_night,
 )
 from service.embedded import SOCKET_NAME
+from service.redis_url import follow_primary, redact, sync_client
 
 __all__ = ["build_parser", "default_redis_url", "main", "redact"]
 
@@ -48,8 +55,9 @@ PROG = "seatcast-feeder"
 DEFAULT_STREAM = "election:events"
 DEFAULT_DATA_DIR = "./.seatcast"
 PLAIN_PROGRESS_EVERY = 50
-XADD_ATTEMPTS = 5
 XADD_BACKOFF = 0.1  # seconds, doubled after each failed attempt
+XADD_BACKOFF_CAP = 1.0
+PRIMARY_CHECK_EVERY = 1.0  # seconds, on a Sentinel URL
 PING_INTERVAL = 0.2
 SOCKET_TIMEOUT = 5.0
 
@@ -173,7 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         type=_non_negative(float),
         default=30.0,
-        help="how long to wait for Redis to answer before giving up (default: 30)",
+        help=(
+            "how long to wait for Redis to answer, at the start and for each write (through "
+            "an outage or a failover), before giving up (default: 30)"
+        ),
+    )
+    target.add_argument(
+        "--wait-replicas",
+        metavar="N",
+        type=_non_negative(int),
+        default=0,
+        help=(
+            "after each write, wait until N replicas have it (Redis WAIT), so that a failover "
+            "cannot lose it; an error if they do not acknowledge in time (default: 0)"
+        ),
+    )
+    target.add_argument(
+        "--replica-timeout",
+        metavar="SECONDS",
+        type=_non_negative(float),
+        default=5.0,
+        help="how long each write waits for --wait-replicas (default: 5)",
     )
     existing = target.add_mutually_exclusive_group()
     existing.add_argument(
@@ -191,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
         dest="print_only",
         action="store_true",
         help="write the planned events as JSONL to stdout instead of Redis (no Redis needed)",
+    )
+    target.add_argument(
+        "--format",
+        choices=("events", "pa"),
+        default="events",
+        help=(
+            "events: stream entries (default); pa: PA Media XML files written into --out at "
+            "the night's pace, for rehearsing the PA adapter (python -m clients.pa); no Redis"
+        ),
+    )
+    target.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="with --format pa: the folder to write the PA files into",
     )
     target.add_argument(
         "--linger",
@@ -364,26 +407,16 @@ def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
-
-
 def _connect(url: str) -> redis.Redis:
     try:
-        return redis.Redis.from_url(
+        return sync_client(
             url,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=SOCKET_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
         )
     except ValueError as exc:
-        raise FeederError(f"bad --redis-url {redact(url)!r}: {exc}", EXIT_USAGE) from exc
+        raise FeederError(f"bad --redis-url: {exc}", EXIT_USAGE) from exc
 
 
 def _wait_for_redis(
@@ -423,28 +456,81 @@ class _Interrupted(Exception):
     pass
 
 
-def _xadd(client: redis.Redis, stream: str, payload: bytes, stopper: Stopper) -> str:
-    delay = XADD_BACKOFF
-    for attempt in range(1, XADD_ATTEMPTS + 1):
-        try:
-            entry_id = client.xadd(stream, {"event": payload})
-        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-            raise FeederError(f"XADD to {stream} failed: {exc}") from exc
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # A retried write may land twice; the per-seat revision makes the copy stale.
-            if attempt == XADD_ATTEMPTS:
-                raise FeederError(
-                    f"XADD to {stream} failed {XADD_ATTEMPTS} times, giving up: {exc}"
-                ) from exc
-            _say(f"XADD failed ({exc}); retrying in {delay:g}s")
-            if not stopper.sleep(delay):
-                raise _Interrupted from exc
-            delay *= 2
-        except redis.RedisError as exc:
-            raise FeederError(f"XADD to {stream} failed: {exc}") from exc
-        else:
-            return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    raise AssertionError("unreachable")
+@dataclass
+class Writer:
+    """Adds events to the stream, one entry each.
+
+    Each write is retried for ``patience`` seconds through an outage or a failover; with
+    ``replicas``, it must be acknowledged by that many replicas within ``replica_timeout``.
+    On a Sentinel URL the writer asks where the primary is every ``PRIMARY_CHECK_EVERY``
+    seconds: an old primary still takes writes for seconds after a failover, and loses them.
+    """
+
+    client: redis.Redis
+    stream: str
+    stopper: Stopper
+    patience: float = 30.0
+    replicas: int = 0
+    replica_timeout: float = 5.0
+    _primary: object = None
+    _primary_checked: float = -PRIMARY_CHECK_EVERY
+
+    def add(self, payload: bytes) -> str:
+        deadline = time.monotonic() + self.patience
+        delay = XADD_BACKOFF
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self._follow_primary(at_once=attempts > 1)
+                entry_id, acknowledged = self._write(payload)
+                entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                if acknowledged < self.replicas and self._follow_primary(at_once=True):
+                    # Written to a primary that a failover has just replaced: lost with it.
+                    raise redis.ConnectionError(f"entry {entry} went to the old primary")
+            except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # A retried write may land twice; the per-seat revision makes the copy stale.
+                if time.monotonic() + delay > deadline:
+                    raise FeederError(
+                        f"XADD to {self.stream} failed {attempts} times in {self.patience:g}s "
+                        f"(--wait), giving up: {exc}"
+                    ) from exc
+                _say(f"XADD failed ({exc}); retrying in {delay:g}s")
+                if not self.stopper.sleep(delay):
+                    raise _Interrupted from exc
+                delay = min(XADD_BACKOFF_CAP, delay * 2)
+            except redis.RedisError as exc:
+                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
+            else:
+                if acknowledged < self.replicas:
+                    raise FeederError(
+                        f"entry {entry} was written to {self.stream}, but only {acknowledged} "
+                        f"of {self.replicas} replicas (--wait-replicas) had it after "
+                        f"{self.replica_timeout:g}s: a failover now could lose it"
+                    )
+                return entry
+
+    def _write(self, payload: bytes) -> tuple[Any, int]:
+        """XADD, and with ``replicas`` WAIT in the same round trip: the ID and how many
+        replicas acknowledged it."""
+        if not self.replicas:
+            return self.client.xadd(self.stream, {"event": payload}), 0
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(self.stream, {"event": payload})
+        pipe.wait(self.replicas, max(1, int(self.replica_timeout * 1000)))
+        entry_id, acknowledged = pipe.execute()
+        return entry_id, int(acknowledged)
+
+    def _follow_primary(self, *, at_once: bool) -> bool:
+        """Ask (if due) where the primary is; True if it moved since last asked."""
+        now = time.monotonic()
+        if not at_once and now - self._primary_checked < PRIMARY_CHECK_EVERY:
+            return False
+        self._primary_checked = now
+        primary, self._primary = self._primary, follow_primary(self.client)
+        return primary is not None and primary != self._primary
 
 
 def _prepare_stream(client: redis.Redis, stream: str, append: bool, reset: bool) -> None:
@@ -466,8 +552,7 @@ def _prepare_stream(client: redis.Redis, stream: str, append: bool, reset: bool)
 
 
 def _replay(
-    client: redis.Redis,
-    stream: str,
+    writer: Writer,
     plan: Sequence[Planned],
     *,
     speed: float,
@@ -487,7 +572,7 @@ def _replay(
         previous = item.at
         if not stopper.sleep(start + due - time.monotonic()):
             return
-        entry_id = _xadd(client, stream, orjson.dumps(item.event), stopper)
+        entry_id = writer.add(orjson.dumps(item.event))
         result.written += 1
         result.first_id = result.first_id or entry_id
         result.last_id = entry_id
@@ -523,6 +608,25 @@ def _print_plan(plan: Sequence[Planned]) -> int:
     return EXIT_OK
 
 
+def _write_pa(night: str, plan: Sequence[Planned], out: Path, speed: float, max_gap: float) -> int:
+    from clients.pa.writer import PaWriter, write_night_files
+    from service.core.election import ElectionError, load_election
+    from service.data import election_path
+
+    try:
+        election = load_election(election_path(night))
+    except (ValueError, ElectionError) as exc:
+        raise SystemExit(
+            f"{PROG}: error: --format pa needs a bundled night's definition: {exc}"
+        ) from None
+    outputs = PaWriter(election).files(plan)
+    stopper = Stopper()
+    with stopper.installed():
+        written = write_night_files(outputs, out, speed=speed, max_gap=max_gap, sleep=stopper.sleep)
+    _say(f"wrote {written} PA files to {out}")
+    return stopper.exit_code if stopper.stopped else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the feeder; returns the exit code (see the module docstring)."""
     try:
@@ -548,8 +652,12 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     except NightError as exc:
         parser.exit(EXIT_USAGE, f"{PROG}: error: {exc}\n")
+    if (args.format == "pa") != (args.out is not None):
+        parser.error("--format pa and --out DIR go together")
     if args.print_only:
         return _print_plan(plan)
+    if args.format == "pa":
+        return _write_pa(args.night, plan, args.out, args.speed, args.max_gap)
 
     embedded = args.redis_url is None
     url: str = default_redis_url() if embedded else args.redis_url
@@ -569,9 +677,16 @@ def _main(argv: Sequence[str] | None) -> int:
                 )
                 result.started = time.monotonic()
                 try:
-                    _replay(
+                    writer = Writer(
                         client,
                         args.stream,
+                        stopper,
+                        patience=args.wait,
+                        replicas=args.wait_replicas,
+                        replica_timeout=args.replica_timeout,
+                    )
+                    _replay(
+                        writer,
                         plan,
                         speed=args.speed,
                         max_gap=args.max_gap,

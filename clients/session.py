@@ -3,7 +3,8 @@
 :class:`Session` takes each server message as a dict and returns the items an application
 sees (:class:`Update`, :class:`ConnectionState`, :class:`ErrorMessage`, :class:`Pong`); the
 requests it needs sent queue up for the caller. :mod:`clients.client` is the asyncio shell
-around it. Nothing from ``service/`` is imported: this speaks only the wire.
+around it. It speaks only the wire; of ``service/`` it takes only the protocol's own stream-ID
+type, :class:`service.core.seq.Seq`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import json_merge_patch
+
+from service.core.seq import Seq
 
 __all__ = [
     "LOG_CHANNELS",
@@ -101,17 +104,9 @@ Item: TypeAlias = Update | ConnectionState | ErrorMessage | Pong
 # --- the protocol's bookkeeping, without I/O -------------------------------------------------
 
 
-def _order(seq: str) -> tuple[int, int]:
-    """A stream entry ID as an ordered pair (never compare them as text); ValueError if bad."""
-    ms, sep, n = seq.partition("-")
-    if not sep or not ms.isdigit() or not n.isdigit():
-        raise ValueError(f"not a stream entry ID: {seq!r}")
-    return int(ms), int(n)
-
-
 def _at_or_before(seq: str, other: str) -> bool:
     try:
-        return _order(seq) <= _order(other)
+        return Seq.parse(seq) <= Seq.parse(other)
     except ValueError:
         return False
 
@@ -164,7 +159,7 @@ class Session:
         for name, seq in (since or {}).items():
             if name not in LOG_CHANNELS:
                 raise ValueError(f"'since' resumes log channels only, not {name!r}")
-            _order(seq)
+            Seq.parse(seq)
             self._channels[name] = _Channel(seq=seq, state={"recent": []})
         self._requests: list[Message] = []
         self._drop: str | None = None
@@ -293,9 +288,9 @@ class Session:
         if self.epoch != ZERO:
             return False
         try:
-            start = _order(epoch)
+            start = Seq.parse(epoch)
             return all(
-                t.seq in (None, ZERO) or _order(t.seq) >= start for t in self._channels.values()
+                t.seq in (None, ZERO) or Seq.parse(t.seq) >= start for t in self._channels.values()
             )
         except ValueError:
             return False
@@ -385,7 +380,7 @@ class Session:
             return []  # a snapshot or resumed backlog is on its way and covers this
         if message.get("prev") != tracked.seq:
             try:
-                stale = _order(seq) <= _order(tracked.seq)
+                stale = Seq.parse(seq) <= Seq.parse(tracked.seq)
             except ValueError:
                 stale = False
             if not stale:

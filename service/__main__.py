@@ -6,26 +6,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
 
 from service.core.election import ElectionError, load_election
 from service.embedded import EmbeddedRedis, EmbeddedRedisError
+from service.redis_url import check_url, redact
 from service.server import ignore_stop_signals, serve
 from service.settings import load_settings
 from service.workers import run_workers
 
 log = logging.getLogger("seatcast")
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    netloc = user + host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         log.info("using the embedded Redis at %s", settings.redis_url)
     else:
-        log.info("using Redis at %s", redacted(settings.redis_url))
+        try:
+            check_url(settings.redis_url)
+        except ValueError as exc:
+            print(f"seatcast: REDIS_URL / --redis-url: {exc}", file=sys.stderr)
+            return 2
+        log.info("using Redis at %s", redact(settings.redis_url))
     log.info(
         "election %s (%d seats); stream %s; listening on http://%s:%d/",
         election.id,

@@ -3,8 +3,9 @@
 Tokens are JWTs verified with PyJWT (HS256 with a shared secret, or RS256/ES256 with a
 public key). Claims: ``exp`` (required), ``channels`` (patterns a subscriber may hold:
 ``"national"``, ``"region:*"``, ``"*"``; absent means every channel) and ``embargo``
-(true: may see embargoed data, such as an exit poll before its publication time). A token
-is never logged; its ``sub`` may be.
+(true: may see embargoed data, such as an exit poll before its publication time) and
+``publish`` (true: may add events with ``POST /api/events``). A token is never logged; its
+``sub`` may be.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Grant:
     """May see embargoed data before its time."""
     subject: str | None = None
     expires: float | None = None
+    publish: bool = False
+    """May add events to the stream (``POST /api/events``)."""
 
     def allows(self, channel: str) -> bool:
         if self.channels is None:
@@ -72,6 +75,11 @@ class Access:
             self._key = public_key.read_text()
             self._algorithms = ALGORITHMS_FOR_KEYS
 
+    @property
+    def verifies_tokens(self) -> bool:
+        """A token secret or public key is set: tokens can be checked at all."""
+        return self._key is not None
+
     def origin_allowed(self, origin: str | None) -> bool:
         """Browsers send Origin; other clients need not. An allowlist binds browsers only."""
         return not self.allowed_origins or origin is None or origin in self.allowed_origins
@@ -103,6 +111,7 @@ class Access:
             embargoed=claims.get("embargo") is True,
             subject=subject if isinstance(subject, str) else None,
             expires=float(claims["exp"]),
+            publish=claims.get("publish") is True,
         )
 
     def metrics_allowed(self, headers: Mapping[str, str]) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -31,9 +33,11 @@ from service.core.tally import Applied, Tally, constituency_channel
 from service.fanout.embargo import Embargo
 from service.fanout.hub import Hub
 from service.fanout.subscriber import Subscriber
-from service.feed import Feed, FeedListener, Rejection
+from service.feed import Feed, FeedListener, Rejection, read_timeout
 from service.logs import redact_tokens
 from service.metrics import Metrics
+from service.publish import publish_route
+from service.redis_url import AsyncRedis
 from service.settings import Settings
 from service.transport.admission import CATCHING_UP, Admission, token_from
 from service.transport.asgi import serve_websocket
@@ -57,7 +61,10 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     hub: Hub = field(init=False)
     feed: Feed = field(init=False)
+    redis: AsyncRedis = field(init=False)
     client: aioredis.Redis = field(init=False)
+    """For requests (the readiness ping); the reader has a client of its own."""
+    reader: aioredis.Redis = field(init=False)
     access: Access = field(init=False)
     admission: Admission = field(init=False)
     connected: bool = False
@@ -75,9 +82,12 @@ class Runtime:
             allowed_origins=tuple(o.strip() for o in settings.allowed_origins.split(",") if o),
             metrics_token=settings.metrics_token,
         )
-        self.client = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-        )
+        self.redis = AsyncRedis(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.client = self.redis.client()
+        # The reader retries by itself (with backoff, and telling /readyz), so its client
+        # does not retry behind its back; see service.feed for its timeout.
+        timeout = read_timeout(self.redis.socket_timeout)
+        self.reader = self.redis.client(socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
         listener = FeedListener(
             applied=self._applied,
             rejected=self._rejected,
@@ -90,12 +100,14 @@ class Runtime:
             lag=self.metrics.stream_lag.set,
         )
         self.feed = Feed(
-            self.client,
+            self.reader,
             settings.stream,
             settings.rejected,
             self.election,
             listener,
             batch=settings.read_batch,
+            socket_timeout=timeout,
+            primary_check=self.redis.primary_check(self.reader),
         )
         self.hub = Hub(
             self.feed.tally,
@@ -132,6 +144,8 @@ class Runtime:
         )
 
     def _applied(self, seq: Seq, applied: Applied) -> None:
+        if applied.feed_check is not None:
+            self._feed_checked(seq, applied.feed_check)
         if applied.stale:
             self.metrics.events_stale.inc()
             return
@@ -141,6 +155,21 @@ class Runtime:
             self._published.append(seq)
             if len(self._published) >= FLUSH_EVERY:
                 self._batch_done()
+
+    def _feed_checked(self, seq: Seq, check: dict[str, Any]) -> None:
+        results = check["results"]
+        over = f"{check['source']}'s totals over {results} result{'' if results == 1 else 's'}"
+        self.metrics.feed_check_agrees.set(1 if check["agrees"] else 0)
+        if check["agrees"]:
+            log.info("entry %s: %s agree with ours", seq, over)
+            return
+        self.metrics.feed_check_disagreements.inc()
+        differences = "; ".join(
+            f"{code} {figure} {feeds} (ours {ours})"
+            for code, figures in check["differences"].items()
+            for figure, (feeds, ours) in figures.items()
+        )
+        log.warning("entry %s: %s disagree with ours: %s", seq, over, differences)
 
     def _batch_done(self) -> None:
         """After each batch of stream entries: one write per client with new messages."""
@@ -161,14 +190,24 @@ class Runtime:
         self._wake(self.hub.reset(tally, epoch))
 
     def _ready(self) -> None:
+        """Caught up: at start-up, and again after each reconnect."""
+        self.metrics.ready.set(1)
         if not self.ready:
             collector.freeze_startup()
             self.admission.caught_up.set()
-            self.metrics.ready.set(1)
 
     def _connected(self, connected: bool) -> None:
         self.connected = connected
         self.metrics.redis_connected.set(1 if connected else 0)
+        if not connected:
+            self.metrics.redis_errors.inc()
+            self.metrics.ready.set(0)
+
+    @property
+    def current(self) -> bool:
+        """The reader is connected and has applied the stream as it stood when it last
+        (re)connected: with Redis reachable, what /readyz calls ready."""
+        return self.ready and self.connected and self.feed.caught_up
 
 
 async def stop_feed(task: asyncio.Task[None], client: aioredis.Redis) -> None:
@@ -203,10 +242,10 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
         finally:
             collections.cancel()
             gc.set_threshold(*thresholds)
-            await stop_feed(task, runtime.client)
+            await stop_feed(task, runtime.reader)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await runtime.client.aclose()
+                    await runtime.redis.aclose()
 
     app = Starlette(
         routes=[
@@ -220,6 +259,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             Route("/api/regions/{slug}", functools.partial(area, kind="region")),
             Route("/api/nations", functools.partial(areas, kind="nation")),
             Route("/api/nations/{slug}", functools.partial(area, kind="nation")),
+            publish_route(runtime),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
@@ -366,9 +406,10 @@ async def readyz(request: Request) -> Response:
         async with asyncio.timeout(1.0):
             reachable = bool(await runtime.client.ping())
     body = {
-        "ready": runtime.ready and reachable,
-        "caught_up": runtime.ready,
+        "ready": runtime.current and reachable,
+        "caught_up": runtime.current,
         "redis": "reachable" if reachable else "unreachable",
+        "reader": "connected" if runtime.connected else "disconnected",
         "seq": str(runtime.hub.tally.seq),
         "epoch": str(runtime.hub.epoch),
     }

@@ -3,7 +3,7 @@
 A full collection walks every object the process holds. At 10,000 connections that was a
 100 to 220 ms pause, four times in 20 s of 10 events/s: the whole of the latency tail
 (PERFORMANCE.md). What seatcast keeps for long — the election, the tally's states,
-connections — is freed by reference counting when it goes (service.direct breaks the one
+connections — is freed by reference counting when it goes (service.transport.direct breaks the one
 cycle a connection makes), and the cycles it does make die young, in the cheap collections
 of the two younger generations. So:
 

@@ -7,6 +7,12 @@ several instances reading one stream add each copy once.
 
 The first catch-up is quiet: no one can be subscribed before the instance is ready, so the
 tally applies without building changes and settles once, before ``ready``.
+
+After every reconnect the reader reads without blocking until it is caught up again (``ready``
+once more); until then the instance is not ready. If the entry it applied last is no longer on
+the stream (a failover to a replica that had not received it), it rebuilds a fresh tally from
+the stream, quietly and off to the side, and hands it over whole: clients get a new hello and
+fresh snapshots of what a fresh instance would build, never a replay from empty.
 """
 
 from __future__ import annotations
@@ -14,11 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoPermissionError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    NoPermissionError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.core.election import Election
 from service.core.events import InvalidEvent, decode_event
@@ -28,8 +41,24 @@ from service.core.tally import Applied, Change, Tally
 log = logging.getLogger("seatcast.feed")
 
 BLOCK_MS = 2000
+BLOCK_SHARE = 0.5
+"""Of the read timeout, the most a blocking read may take: a quiet stream must never look
+like a Redis that stopped answering."""
+READ_TIMEOUT_FLOOR = 1.0
+"""The reader's read timeout is never shorter (a URL may ask for less, for the other
+clients): Redis ends a block on its own clock, a tick (100 ms at its default hz) late."""
+TIMEOUTS_IN_A_ROW = 3
+PRIMARY_CHECK_EVERY = 1.0
+"""Seconds between asking where the primary is (Sentinel URLs): an old primary keeps
+answering for seconds after a failover, with entries the new one will never have."""
+"""Timed-out blocking reads that count as empty ones before one counts as an error."""
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
+
+
+def read_timeout(socket_timeout: float | None) -> float | None:
+    """The read timeout for the reader's own client, given the URL's (None: none)."""
+    return None if socket_timeout is None else max(READ_TIMEOUT_FLOOR, socket_timeout)
 
 
 @dataclass(slots=True)
@@ -70,12 +99,27 @@ class Feed:
     epoch: Seq = ZERO
     last_id: Seq = ZERO
     pending_rejections: list[Rejection] = field(default_factory=list)
+    socket_timeout: float | None = None
+    """The client's read timeout (None: none); each blocking read stays well inside it."""
     caught_up: bool = False
+    """Caught up with the stream as it stood when the reader last (re)connected."""
     quiet: bool = True
-    """Applying without changes: until the first catch-up, before anyone can subscribe."""
+    """Applying without changes: until the first catch-up, before anyone can subscribe, and
+    while rebuilding off to the side."""
+    rebuilding: bool = False
+    """A fresh tally is being built from the stream; the listener gets it when it is whole."""
+    primary_check: Callable[[], Awaitable[object]] | None = None
+    """Where a Sentinel watches the primary: moves the client to a new one after a failover."""
+    _primary_checked: float = 0.0
 
     def __post_init__(self) -> None:
         self.tally = Tally(self.election)
+
+    @property
+    def block_ms(self) -> int:
+        if self.socket_timeout is None:
+            return BLOCK_MS
+        return max(1, min(BLOCK_MS, int(self.socket_timeout * 1000 * BLOCK_SHARE)))
 
     async def run(self) -> None:
         """Read until cancelled, reconnecting with jittered, capped backoff."""
@@ -92,6 +136,7 @@ class Feed:
                     raise asyncio.CancelledError from exc
                 if self._progressed:
                     delay = BACKOFF_START
+                self.caught_up = False
                 self.listener.connected(False)
                 log.warning(
                     "Redis error after entry %s: %s; retrying in about %.1fs",
@@ -105,20 +150,41 @@ class Feed:
     _progressed: bool = False
 
     async def _read_forever(self) -> None:
+        timed_out = 0
         while True:
             await self._flush_rejections()
             # One round trip: the read, then the stream's first and newest entries *after*
-            # it. If the first entry is not this epoch's, the stream was deleted and begun
-            # again, and what was just read belongs to the new run: rebuild instead.
+            # it, and whether the last entry applied is still there. If the first entry is
+            # not this epoch's, the stream was deleted and begun again; if the last applied
+            # is gone, a failover lost it. Either way, what was just read is not to be
+            # applied on top of this tally: rebuild instead.
+            blocking = self.caught_up
             pipe = self.client.pipeline(transaction=False)
             pipe.xread(
                 {self.stream: str(self.last_id)},
                 count=self.batch,
-                block=BLOCK_MS if self.caught_up else None,
+                block=self.block_ms if blocking else None,
             )
             pipe.xrange(self.stream, count=1)
             pipe.xrevrange(self.stream, count=1)
-            response, first, newest = await pipe.execute()
+            if self.last_id != ZERO:
+                pipe.xrange(self.stream, min=str(self.last_id), max=str(self.last_id))
+            try:
+                response, first, newest, *last = await pipe.execute()
+            except RedisTimeoutError:
+                # A blocking read that outlived the read timeout (a loaded machine, a slow
+                # network) found nothing that we lost: the cursor has not moved. Only when
+                # it happens again and again is Redis taken to have stopped answering.
+                timed_out += 1
+                if not blocking or timed_out >= TIMEOUTS_IN_A_ROW:
+                    raise
+                continue
+            timed_out = 0
+            if self.primary_check is not None:
+                now = time.monotonic()
+                if now - self._primary_checked >= PRIMARY_CHECK_EVERY:
+                    self._primary_checked = now
+                    await self.primary_check()
             if not self._progressed:
                 self._progressed = True
                 self.listener.connected(True)
@@ -129,6 +195,9 @@ class Feed:
                     self.listener.epoch_adopted(first_seq)
                 elif first_seq != self.epoch:
                     self._begin_again(first_seq)
+                    continue
+                elif last and not last[0]:
+                    self._rebuild()
                     continue
             entries = response[0][1] if response else []
             if entries:
@@ -143,7 +212,11 @@ class Feed:
                 if self.quiet:
                     kept = self.tally.settle()
                     self.quiet = False
-                    self.listener.settled(kept)
+                    if self.rebuilding:
+                        self.rebuilding = False
+                        self.listener.reset(self.tally, self.epoch)
+                    else:
+                        self.listener.settled(kept)
                 self.caught_up = True
                 log.info(
                     "caught up with %s at entry %s (epoch %s)",
@@ -165,8 +238,23 @@ class Feed:
         self.last_id = ZERO
         self.caught_up = False
         # ``quiet`` stays as it is: once ready, clients are connected and get the rebuild
-        # as it happens.
-        self.listener.reset(self.tally, epoch)
+        # as it happens; a rebuild under way hands its tally over when it is whole.
+        if not self.rebuilding:
+            self.listener.reset(self.tally, epoch)
+
+    def _rebuild(self) -> None:
+        log.warning(
+            "entry %s is no longer on %s (a failover to a replica that lacked it?): "
+            "rebuilding from the stream; clients will get fresh snapshots",
+            self.last_id,
+            self.stream,
+        )
+        self.tally = Tally(self.election)
+        self.last_id = ZERO
+        self.caught_up = False
+        self.quiet = True
+        self.rebuilding = True
+        self.pending_rejections.clear()  # the rebuild finds those still on the stream
 
     def _apply_batch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for raw_id, fields in entries:

@@ -44,6 +44,29 @@ class Metrics:
         self.redis_connected = Gauge(
             "seatcast_redis_connected", "1 while the stream reader is connected", registry=r
         )
-        self.ready = Gauge(
-            "seatcast_ready", "1 once the stream as at start-up is applied", registry=r
+        self.redis_errors = Counter(
+            "seatcast_redis_errors",
+            "Redis errors of the stream reader, each followed by a reconnect",
+            registry=r,
         )
+        self.ready = Gauge(
+            "seatcast_ready",
+            "1 while the reader is connected and caught up with the stream (as /readyz)",
+            registry=r,
+        )
+        self.events_published = Counter(
+            "seatcast_events_published",
+            "Events added to the stream by POST /api/events",
+            registry=r,
+        )
+        self.feed_check_disagreements = Counter(
+            "seatcast_feed_check_disagreements",
+            "state_of_parties events whose totals disagree with ours over the same seats",
+            registry=r,
+        )
+        self.feed_check_agrees = Gauge(
+            "seatcast_feed_check_agrees",
+            "1 if the latest state_of_parties agrees with our totals, 0 if not, NaN before one",
+            registry=r,
+        )
+        self.feed_check_agrees.set(float("nan"))  # an alert on == 0 must not fire before one

@@ -46,6 +46,8 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     workers: int = 1
     """Independent service processes sharing the port (SO_REUSEPORT)."""
+    publish_max_bytes: int = 1 << 20
+    """Largest body that ``POST /api/events`` reads; larger: 413."""
 
     @property
     def rejected(self) -> str:
@@ -76,10 +78,14 @@ _ENV = {
     "allowed_origins": "SEATCAST_ALLOWED_ORIGINS",
     "metrics_token": "SEATCAST_METRICS_TOKEN",
     "workers": "SEATCAST_WORKERS",
+    "publish_max_bytes": "SEATCAST_PUBLISH_MAX_BYTES",
 }
 
 _HELP = {
-    "redis_url": "Redis to read (redis://, rediss://, unix://); unset: the embedded redis-server",
+    "redis_url": (
+        "Redis to read (redis://, rediss://, unix://, redis+sentinel://HOST[:PORT],.../SERVICE"
+        "[/DB]); unset: the embedded redis-server"
+    ),
     "stream": "the event stream key",
     "rejected_stream": "where rejected events are copied (default: <stream>:rejected)",
     "election": "election definition file (default: the bundled UK 2024 definition)",
@@ -102,6 +108,7 @@ _HELP = {
     "allowed_origins": "comma-separated browser origins allowed to open /ws (default: any)",
     "metrics_token": "bearer token that /metrics requires (default: none)",
     "workers": "independent service processes on one port (SO_REUSEPORT), each a core",
+    "publish_max_bytes": "largest request body POST /api/events reads (larger: 413)",
 }
 
 

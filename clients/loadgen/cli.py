@@ -18,7 +18,7 @@ from rich.console import Console
 
 from clients.loadgen import report, runner, servers
 from clients.loadgen.connections import LINKS
-from clients.loadgen.procfs import raise_open_files_limit, require_loopback
+from clients.loadgen.limits import raise_open_files_limit, require_loopback
 from clients.loadgen.publisher import load_night
 from clients.loadgen.subscribers import MIXES
 

@@ -1,5 +1,13 @@
 """One load-generator connection: the chain check per channel, and the ways to move bytes.
 
+Why this module keeps a websocket client of its own (``RawLink``) beside the websockets
+library's: the client processes share the machine's cores with the server they measure, so
+every µs they spend per message is taken from it. Measured against ``broadcast()`` (which
+spends 8 to 10 µs sending a message), the library's asyncio client cost 25 µs of client CPU
+per message at 2,000 subscribers and 19 µs at 5,000, where it fell behind and p99 was 6.3 s;
+``RawLink`` cost 10.9 and 12.0 µs, and p99 at 5,000 was 1.7 s (PERFORMANCE.md, "The client
+matters"). That still justifies it: re-measure with ``--client asyncio`` before removing it.
+
 :class:`Client` checks what arrives against the protocol's promise — each delta's or event's
 ``prev`` is the ``seq`` of the message before it on that channel — and records latency from
 the message's stream entry (its ``seq`` is ``<ms>-<n>``, Redis's clock on this machine).
@@ -8,12 +16,10 @@ Two links carry the bytes, chosen with ``--client``:
 
 - ``asyncio``: the websockets library's asyncio client, one task per connection awaiting
   ``recv()``. Simple, but every message costs a future, a task switch, the frame assembler
-  and the library's generator-based parser: about 25 µs of client CPU per message here, three
-  times what a good server spends sending it, so past a few thousand subscribers on two
-  cores the load generator measures itself.
+  and the library's generator-based parser.
 - ``raw`` (the default): a minimal RFC 6455 client under ``asyncio.Protocol`` that handles
-  each frame inside ``data_received``: 9 to 12 µs. What remains is mostly the kernel and the
-  event loop (one epoll wake-up and one ``recv`` per message per connection).
+  each frame inside ``data_received``. What remains is mostly the kernel and the event loop
+  (one epoll wake-up and one ``recv`` per message per connection).
 
 A third, ``resp``, is not a websocket at all: it is how subscribers of the ``redis`` reference
 (Redis's own pub/sub) connect, SUBSCRIBE over raw TCP and take each pushed message's payload,
@@ -29,6 +35,7 @@ import hashlib
 import os
 import re
 import time
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -39,7 +46,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.connection import broadcast
 from websockets.exceptions import ConnectionClosed
 
-from clients.loadgen.histogram import Histogram
+from service.core.seq import Seq
 
 LINKS = ("raw", "asyncio")
 """The websocket links ``--client`` chooses from; ``resp`` is the ``redis`` kind's own."""
@@ -53,11 +60,6 @@ ENVELOPE = re.compile(
 )
 
 
-def parse_seq(text: str) -> tuple[int, int]:
-    ms, _, n = text.partition("-")
-    return int(ms), int(n)
-
-
 class Totals:
     """What every connection of one client process adds up (see ``subscribers.Report``)."""
 
@@ -67,7 +69,8 @@ class Totals:
     )  # fmt: skip
 
     def __init__(self) -> None:
-        self.latency = Histogram()
+        self.latency: array[float] = array("f")
+        """Milliseconds from XADD to receipt, one per delivery: see :mod:`.histogram`."""
         self.delivered = 0
         self.bytes = 0
         self.first_receive = 0.0
@@ -86,7 +89,7 @@ class Chain:
     __slots__ = ("gapped", "last", "last_text", "received", "subscribed", "unanchored")
 
     def __init__(self) -> None:
-        self.last: tuple[int, int] | None = None
+        self.last: Seq | None = None
         self.last_text: str | None = None
         self.received = 0
         self.gapped = False
@@ -147,7 +150,7 @@ class Client:
         if chain is None:
             totals.unexpected += 1
             return
-        seq = parse_seq(text)
+        seq = Seq.parse(text)
         if chain.last is not None and seq <= chain.last:
             totals.out_of_order += 1
             return
@@ -158,7 +161,7 @@ class Client:
         chain.received += 1
         totals.delivered += 1
         totals.bytes += size
-        totals.latency.add(now * 1000.0 - seq[0])
+        totals.latency.append(now * 1000.0 - seq.ms)
         if not totals.first_receive:
             totals.first_receive = now
         totals.last_receive = now
@@ -206,7 +209,7 @@ class Client:
             self.totals.unexpected += 1
             return
         text = message["seq"]
-        seq = parse_seq(text)
+        seq = Seq.parse(text)
         if chain.subscribed:
             self.totals.resyncs += 1
             if chain.last is not None and seq < chain.last:
@@ -216,7 +219,7 @@ class Client:
             self._joined()
         chain.last, chain.last_text = seq, text
 
-    def caught_up(self, finals: dict[str, tuple[int, int]]) -> bool:
+    def caught_up(self, finals: dict[str, Seq]) -> bool:
         """Whether every channel has reached its final seq (``finals``: parsed seqs)."""
         for channel, chain in self.chains.items():
             final = finals.get(channel)

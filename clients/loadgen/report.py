@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -12,17 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from clients.loadgen.histogram import Histogram
+from clients.loadgen import histogram
 from clients.loadgen.runner import Outcome
 from clients.loadgen.servers import LABELS
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile of sorted ``values``."""
-    if not values:
-        return None
-    rank = min(len(values), max(1, math.ceil(q * len(values))))
-    return values[rank - 1]
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -40,8 +31,8 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         for reason, count in ready.failures.items():
             failures[reason] = failures.get(reason, 0) + count
         examples.extend(ready.examples)
-    connect_sorted = sorted(connect)
-    latency = Histogram()
+    connect_ms = histogram.of(connect)
+    latency = histogram.merged(report.latency for report in reports)
     closed: dict[str, int] = {}
     errors: dict[str, int] = {}
     totals = dict.fromkeys(
@@ -53,7 +44,6 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     )  # fmt: skip
     last_receive = 0.0
     for report in reports:
-        latency.merge(report.latency)
         for key in totals:
             totals[key] += getattr(report, key)
         for close_code, count in report.closed.items():
@@ -132,9 +122,9 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             ),
         },
         "connect_ms": {
-            "p50": _round(quantile(connect_sorted, 0.5)),
-            "p99": _round(quantile(connect_sorted, 0.99)),
-            "max": _round(connect_sorted[-1] if connect_sorted else None),
+            "p50": _round(histogram.quantile(connect_ms, 0.5)),
+            "p99": _round(histogram.quantile(connect_ms, 0.99)),
+            "max": _round(histogram.maximum(connect_ms)),
         },
         "published": {
             "events": len(published.ids) if published else 0,
@@ -148,11 +138,11 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         ),
         "deliveries_per_s": _round(totals["delivered"] / span if span > 0 else None, 0),
         "latency_ms": {
-            "p50": _round(latency.quantile(0.5)),
-            "p95": _round(latency.quantile(0.95)),
-            "p99": _round(latency.quantile(0.99)),
-            "max": _round(latency.max if latency.count else None),
-            "mean": _round(latency.mean),
+            "p50": _round(histogram.quantile(latency, 0.5)),
+            "p95": _round(histogram.quantile(latency, 0.95)),
+            "p99": _round(histogram.quantile(latency, 0.99)),
+            "max": _round(histogram.maximum(latency)),
+            "mean": _round(histogram.mean(latency)),
         },
         "integrity": integrity,
         "server_usage": usage,

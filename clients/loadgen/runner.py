@@ -18,9 +18,9 @@ from typing import Any
 import redis
 
 from clients.loadgen import servers
-from clients.loadgen.procfs import Usage, machine_busy, usage
 from clients.loadgen.publisher import Night, Published, plan, prepare_stream, publish
 from clients.loadgen.subscribers import Finish, Ready, Report, WorkerPlan, worker_main
+from clients.loadgen.usage import Usage, machine_busy, usage
 
 MARGIN = 30.0
 """Slack over a worker's own bound before the parent stops waiting for it."""

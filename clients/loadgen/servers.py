@@ -30,7 +30,7 @@ from typing import IO
 
 import redis
 
-from clients.loadgen.procfs import raise_open_files_limit
+from clients.loadgen.limits import raise_open_files_limit
 from service.embedded import EmbeddedRedisError, redis_server_binary
 
 SERVERS = ("seatcast", "naive", "broadcast", "redis")

@@ -18,9 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from clients.loadgen.connections import Client, Totals, open_link, parse_seq
-from clients.loadgen.histogram import Histogram
-from clients.loadgen.procfs import raise_open_files_limit
+from clients.loadgen import histogram
+from clients.loadgen.connections import Client, Totals, open_link
+from clients.loadgen.limits import raise_open_files_limit
+from service.core.seq import Seq
 
 MIXES = ("national", "national+constituency", "declarations", "mixed")
 EXAMPLES = 5
@@ -83,7 +84,8 @@ class Ready:
 @dataclass(slots=True)
 class Report:
     worker: int
-    latency: Histogram = field(default_factory=Histogram)
+    latency: bytes = b""
+    """The latencies' histogram, encoded: see :mod:`clients.loadgen.histogram`."""
     delivered: int = 0
     bytes: int = 0
     first_receive: float = 0.0
@@ -114,7 +116,8 @@ class Report:
 
     @classmethod
     def from_totals(cls, worker: int, totals: Totals) -> Report:
-        report = cls(worker=worker, latency=totals.latency, errors=dict(totals.errors))
+        latency = histogram.encode(histogram.of(totals.latency))
+        report = cls(worker=worker, latency=latency, errors=dict(totals.errors))
         for name in (
             "delivered", "bytes", "first_receive", "last_receive", "gaps", "out_of_order",
             "resyncs", "hellos", "unexpected",
@@ -130,7 +133,7 @@ class Report:
             final = finals.get(channel)
             if final is None:
                 continue
-            complete = chain.last is not None and chain.last >= parse_seq(final[1])
+            complete = chain.last is not None and chain.last >= Seq.parse(final[1])
             self.incomplete += not complete
             self.expected += final[0]
             missing = max(0, final[0] - chain.received)
@@ -242,15 +245,17 @@ class Worker:
     async def drain(self, finish: Finish) -> Report:
         started = time.monotonic()
         deadline = started + finish.drain_timeout
-        finals = {channel: parse_seq(last) for channel, (_, last) in finish.channels.items()}
+        finals = {channel: Seq.parse(last) for channel, (_, last) in finish.channels.items()}
         waiting = [c for c in self.clients if c.ready.is_set()]
         while waiting and time.monotonic() < deadline:
             waiting = [c for c in waiting if c.closed_code is None and not c.caught_up(finals)]
             if waiting:
                 await asyncio.sleep(0.1)
+        drain_s = time.monotonic() - started
+        # Taken before the report builds its histogram, which is not part of the measuring.
+        cpu_s = time.process_time() - self.ready_cpu
         report = Report.from_totals(self.plan.worker, self.totals)
-        report.drain_s = time.monotonic() - started
-        report.cpu_s = time.process_time() - self.ready_cpu
+        report.drain_s, report.cpu_s = drain_s, cpu_s
         for client in self.clients:
             if client.ready.is_set():
                 report.account(client, finish.channels)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -28,6 +28,8 @@ class Party:
     code: str
     name: str
     colour: str | None = None
+    aliases: tuple[str, ...] = ()
+    """Other codes that feeds use for this party (PA's ``Lab`` for ``LAB``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +64,21 @@ class Election:
     nations: Mapping[str, Area]
     attribution: str | None = None
     """The data's licence attribution, which displays must show (e.g. the OPL's)."""
+    other_party: str | None = None
+    """The code that a feed adapter counts parties the definition does not list under."""
+    party_codes: Mapping[str, str] = field(default_factory=dict)
+    """Every party code and alias -> the party's code; filled in by parse_election."""
 
     @property
     def total_seats(self) -> int:
         return len(self.constituencies)
+
+    def party_code(self, code_or_alias: str) -> str | None:
+        """The party's code for one of its codes or aliases; None for one not defined."""
+        code = self.party_codes.get(code_or_alias)
+        if code is None and code_or_alias in self.parties:  # built without parse_election
+            return code_or_alias
+        return code
 
 
 def slugify(name: str) -> str:
@@ -110,7 +123,13 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
         colour = entry.get("colour")
         if colour is not None and not isinstance(colour, str):
             raise fail(f"{where}: 'colour' must be a string like '#E4003B'")
-        parties[code] = Party(code, _text(entry, "name", fail, where), colour)
+        aliases = _aliases(entry, fail, where)
+        parties[code] = Party(code, _text(entry, "name", fail, where), colour, aliases)
+    party_codes = _party_codes(parties, fail)
+
+    other_party = document.get("other_party")
+    if other_party is not None and (not isinstance(other_party, str) or other_party not in parties):
+        raise fail(f"'other_party' {other_party!r} is not a party code in 'parties'")
 
     raw_seats = document.get("constituencies")
     if not isinstance(raw_seats, list) or not raw_seats:
@@ -160,7 +179,32 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
         regions=_areas(constituencies.values(), "region", fail),
         nations=_areas(constituencies.values(), "nation", fail),
         attribution=attribution,
+        other_party=other_party,
+        party_codes=party_codes,
     )
+
+
+def _aliases(entry: dict[str, Any], fail: _Fail, where: str) -> tuple[str, ...]:
+    raw = entry.get("aliases", [])
+    if not isinstance(raw, list) or not all(isinstance(a, str) and a.strip() for a in raw):
+        raise fail(f"{where}: 'aliases' must be a list of non-empty strings")
+    if len(set(raw)) != len(raw):
+        raise fail(f"{where}: 'aliases' lists the same alias twice")
+    return tuple(raw)
+
+
+def _party_codes(parties: Mapping[str, Party], fail: _Fail) -> dict[str, str]:
+    """Code or alias -> code; an alias may name only one party and never another's code."""
+    codes = {code: code for code in parties}
+    for party in parties.values():
+        for alias in party.aliases:
+            owner = codes.setdefault(alias, party.code)
+            if owner != party.code:
+                what = "the code" if alias == owner else "an alias"
+                raise fail(
+                    f"party {party.code!r}: alias {alias!r} is already {what} of party {owner!r}"
+                )
+    return codes
 
 
 def _areas(seats: Iterable[Constituency], field: str, fail: _Fail) -> dict[str, Area]:

@@ -81,7 +81,28 @@ class ExitPoll:
     embargo_until: str | None = None
 
 
-Event = Declaration | Flash | StatusChange | Retraction | ExitPoll
+@dataclass(frozen=True, slots=True)
+class PartyFigures:
+    """One party's running totals as a feed counts them."""
+
+    code: str
+    seats: int
+    gains: int
+    losses: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateOfParties:
+    """A feed's own totals over the seats it lists, kept as a check on ours."""
+
+    source: str
+    constituencies: tuple[str, ...]
+    """In the feed's order; each once."""
+    parties: tuple[PartyFigures, ...]
+    """Only the parties the feed lists; any other counts as none of everything."""
+
+
+Event = Declaration | Flash | StatusChange | Retraction | ExitPoll | StateOfParties
 SeatEvent = Declaration | Flash | StatusChange | Retraction
 
 
@@ -156,10 +177,12 @@ class _Checker:
         return known.id  # the definition's own string, as with party codes
 
     def party(self, document: dict[str, Any], where: str) -> str:
+        """The party's code, also when the event names it by one of its aliases."""
         party = self.text(document, "party", where)
-        if party not in self.election.parties:
+        code = self.election.party_code(party)
+        if code is None:
             raise self.fail(f"{where}unknown party {party!r}")
-        return party
+        return self.election.parties[code].code
 
 
 def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
@@ -288,11 +311,16 @@ def _exit_poll(check: _Checker, document: dict[str, Any]) -> ExitPoll:
     if not isinstance(seats, dict) or not seats:
         raise check.fail("'seats' must be a non-empty object of party code -> projected seats")
     projection: list[tuple[str, int]] = []
-    for party, count in seats.items():
-        if party not in check.election.parties:
-            raise check.fail(f"seats: unknown party {party!r}")
+    given: dict[str, str] = {}
+    for named, count in seats.items():
+        party = check.election.party_code(named)
+        if party is None:
+            raise check.fail(f"seats: unknown party {named!r}")
+        if party in given:
+            raise check.fail(f"seats: {named!r} and {given[party]!r} are the same party, {party}")
+        given[party] = named
         if not _is_int(count) or count < 0:
-            raise check.fail(f"seats: {party} must be a non-negative integer, not {count!r}")
+            raise check.fail(f"seats: {named} must be a non-negative integer, not {count!r}")
         projection.append((party, count))
     return ExitPoll(
         seats=tuple(projection),
@@ -301,12 +329,70 @@ def _exit_poll(check: _Checker, document: dict[str, Any]) -> ExitPoll:
     )
 
 
+FIGURES = ("seats", "gains", "losses")
+"""What a ``state_of_parties`` gives for each party, in the order they are compared."""
+
+
+def _state_of_parties(check: _Checker, document: dict[str, Any]) -> StateOfParties:
+    source = check.text(document, "source")
+    listed = document.get("constituencies")
+    if not isinstance(listed, list):
+        raise check.fail("'constituencies' must be a list of the constituency ids it covers")
+    seats: dict[str, None] = {}
+    for number, seat_id in enumerate(listed, start=1):
+        if not isinstance(seat_id, str):
+            raise check.fail(f"constituencies: entry {number} must be a constituency id string")
+        known = check.election.constituencies.get(seat_id)
+        if known is None:
+            raise check.fail(f"constituencies: unknown constituency {seat_id!r}")
+        if known.id in seats:
+            raise check.fail(f"constituencies: {seat_id!r} is listed twice")
+        seats[known.id] = None
+    raw = document.get("parties")
+    if not isinstance(raw, dict):
+        raise check.fail("'parties' must be an object of party code -> {seats, gains, losses}")
+    parties: list[PartyFigures] = []
+    given: dict[str, str] = {}
+    for code, figures in raw.items():
+        canonical = check.election.party_code(code)  # an alias names its party
+        if canonical is None:
+            raise check.fail(f"parties: unknown party {code!r}")
+        if canonical in given:
+            raise check.fail(f"parties: {code!r} and {given[canonical]!r} are the same party")
+        given[canonical] = code
+        known_party = check.election.parties[canonical]
+        if not isinstance(figures, dict):
+            raise check.fail(f"parties: {code} must be an object {{seats, gains, losses}}")
+        counts: list[int] = []
+        for name in FIGURES:
+            count = figures.get(name)
+            if not _is_int(count) or count < 0:
+                raise check.fail(f"parties: {code} '{name}' must be a non-negative integer")
+            counts.append(count)
+        party = PartyFigures(known_party.code, *counts)
+        if party.gains > party.seats:
+            raise check.fail(
+                f"parties: {code} has {party.gains} gains but only {party.seats} seats"
+            )
+        parties.append(party)
+    # Each seat it covers is won once and lost at most once.
+    for name in ("seats", "losses"):
+        total = sum(getattr(party, name) for party in parties)
+        if total > len(seats):
+            raise check.fail(
+                f"the parties' {name} add up to {total}, more than the {len(seats)} "
+                "constituencies it covers"
+            )
+    return StateOfParties(source=source, constituencies=tuple(seats), parties=tuple(parties))
+
+
 _DECODERS: dict[str, Callable[[_Checker, dict[str, Any]], Event]] = {
     "declaration": _declaration,
     "flash": _flash,
     "status": _status,
     "retraction": _retraction,
     "exit_poll": _exit_poll,
+    "state_of_parties": _state_of_parties,
 }
 
 

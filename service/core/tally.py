@@ -26,8 +26,10 @@ from service.core.events import (
     InvalidEvent,
     Retraction,
     SeatEvent,
+    StateOfParties,
     StatusChange,
 )
+from service.core.feed_check import check_patch, feed_check
 from service.core.headline import headline
 from service.core.seq import ZERO, Seq
 from service.core.views import (
@@ -72,6 +74,9 @@ class Applied:
 
     changes: tuple[Change, ...] = ()
     stale: bool = False
+    feed_check: State | None = None
+    """A ``state_of_parties``'s check, even when it changed nothing: for the service to log
+    and count a disagreement. Treat it as read-only."""
 
 
 _STALE = Applied(stale=True)
@@ -124,6 +129,7 @@ class Tally:
         self._regions = {slug: Totals(parties) for slug in election.regions}
         self._nations = {slug: Totals(parties) for slug in election.nations}
         self._exit_poll: State | None = None
+        self._feed_check: State | None = None
         self._recent: deque[State] = deque(maxlen=RECENT_DECLARATIONS)
         self._unshown: deque[_Unshown] = deque(maxlen=KEPT_FROM_QUIET)
         self._unsettled = False
@@ -199,6 +205,8 @@ class Tally:
             self._unsettled = True
         if isinstance(event, ExitPoll):
             return self._apply_exit_poll(seq, event, quiet)
+        if isinstance(event, StateOfParties):
+            return self._apply_state_of_parties(seq, event, quiet)
         return self._apply_seat_event(seq, event, quiet)
 
     def settle(self) -> tuple[Change, ...]:
@@ -252,6 +260,24 @@ class Tally:
         # Rare, and free-form (a new poll may drop a party): the library applies it.
         json_merge_patch.merge(national, patch)
         return Applied((self._stamp(NATIONAL, seq, patch),))
+
+    def _apply_state_of_parties(self, seq: Seq, event: StateOfParties, quiet: bool) -> Applied:
+        # Computed once, at the event: see service.core.feed_check for why it is not
+        # re-evaluated when those seats change later.
+        check = feed_check(self.election, self._seats, event)
+        previous, self._feed_check = self._feed_check, check
+        if quiet:
+            if check != previous:
+                self._channel_seqs[NATIONAL] = seq
+            return Applied(feed_check=check)
+        national = self._states[NATIONAL]
+        current = national.get("feed_check")
+        if current == check:
+            return Applied(feed_check=check)
+        # Replaced whole, never merged into: the old check may be shared with a sent patch.
+        national["feed_check"] = check
+        patch: State = {"feed_check": check if current is None else check_patch(current, check)}
+        return Applied((self._stamp(NATIONAL, seq, patch),), feed_check=check)
 
     def _apply_seat_event(self, seq: Seq, event: SeatEvent, quiet: bool) -> Applied:
         seat_id = event.constituency
@@ -435,6 +461,8 @@ class Tally:
                 for totals in (national, regions[seat.region_slug], nations[seat.nation_slug]):
                     totals.add(record, seat.previous)
         states: dict[str, State] = {NATIONAL: national_state(election, national, self._exit_poll)}
+        if self._feed_check is not None:
+            states[NATIONAL]["feed_check"] = self._feed_check
         for slug, area in election.regions.items():
             states[f"region:{slug}"] = area_state(area, regions[slug])
         for slug, area in election.nations.items():

@@ -136,6 +136,21 @@ YEARS: tuple[Year, ...] = (
     ),
 )
 
+# Party code -> the other codes feeds use for it: PA Media's abbreviations where they differ
+# from ours (PA's LD, SNP, PC, UKIP, SF, DUP, SDLP, UUP and TUV are the same as ours).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "LAB": ("Lab",),
+    "CON": ("C",),
+    "GRN": ("Green",),
+    "RUK": ("Reform",),
+    "APNI": ("Alliance",),
+    "SPK": ("Speaker",),
+    "IND": ("Ind",),
+}
+
+# Parties that a feed names and the definition does not list are counted under this one.
+OTHER_PARTY = "OTH"
+
 SENTINEL_FILE = "ge2024_constituencies.csv"
 
 
@@ -267,12 +282,13 @@ def build_year(spec: Year, source: Path) -> tuple[dict[str, Any], list[dict[str,
         "attribution": ATTRIBUTION,
         "source": spec.source,
         "parties": {
-            code: {"name": name, "colour": colour}
+            code: _party_entry(code, name, colour)
             for code, (name, colour) in PARTIES.items()
-            if code in used
+            if code in used or code == OTHER_PARTY
         },
         "constituencies": constituencies,
         "majority": len(constituencies) // 2 + 1,
+        "other_party": OTHER_PARTY,
     }
 
     declarations.sort(key=lambda item: (item[0], item[1]))
@@ -285,6 +301,13 @@ def build_year(spec: Year, source: Path) -> tuple[dict[str, Any], list[dict[str,
     ]
     night.extend(event for _, _, event in declarations)
     return definition, night
+
+
+def _party_entry(code: str, name: str, colour: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "colour": colour}
+    if code in ALIASES:
+        entry["aliases"] = list(ALIASES[code])
+    return entry
 
 
 def _dumps(value: Any) -> str:

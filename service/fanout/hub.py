@@ -183,13 +183,15 @@ class Hub:
     # --- the stream begun again, or rebuilt -----------------------------------------------
 
     def reset(self, tally: Tally, epoch: Seq) -> list[Subscriber]:
-        """The stream was begun again: every client gets a new hello and fresh snapshots."""
+        """The stream was begun again, or rebuilt: every client gets a new hello and fresh
+        snapshots. ``tally`` may hold state already (a rebuild): its embargo holds at once."""
         self.tally = tally
         self.epoch = epoch
         self._pending.clear()
         self.history.clear()
         self._snapshots.clear()
         self.embargo.reset()
+        self.embargo.take_up(self.tally.state(NATIONAL))
         for subscriber, waiting in self._waiting.items():
             for channel in waiting:
                 self._by_channel.setdefault(channel, set()).add(subscriber)

@@ -1,6 +1,7 @@
 // The live page: wires the connection to the views. No build step: plain ES modules.
 
 import { h } from "./dom.js";
+import { renderFeedCheck } from "./feedcheck.js";
 import { grouping } from "./groups.js";
 import { Live } from "./live.js";
 import { SeatSearch } from "./search.js";
@@ -74,6 +75,7 @@ async function main() {
   const banner = new Banner($("#banner"), grouping(params, parties));
   live.watch("national", (message) => {
     banner.render(message.state);
+    renderFeedCheck($("#feed-check"), message.state, parties);
     $("#updated").textContent = message.seq === "0-0" ? "" : `updated ${seqTime(message.seq)}`;
   });
 

@@ -151,6 +151,14 @@ def test_after_a_fresh_snapshot_only_declarations_not_yet_printed_are_printed() 
     assert lines == ["01:02 Labour gain D", "01:02 Labour gain E"]
 
 
+def test_a_seq_missing_its_second_part_is_not_read_as_its_first_part_and_0() -> None:
+    board = Board(focus=None)
+    board.apply(update("declarations", "event", "5-0", declaration("5-0", "A")))
+    recent = [declaration("5-0", "A"), declaration("7", "Malformed"), declaration("6-0", "B")]
+    lines = board.apply(update("declarations", "snapshot", "6-0", {"recent": recent}))
+    assert len(lines) == 1 and "B" in lines[0]
+
+
 def test_the_board_draws_the_banner_declarations_and_connection_state() -> None:
     board = Board(focus=None)
     board.apply(ConnectionState("live", "2 channels"))
@@ -374,3 +382,65 @@ async def test_help_and_bad_options() -> None:
     assert "ws://" in run.stderr
     run = await run_ticker("--constituency", "A", "--region", "B")
     assert run.code == 2
+
+
+# --- the feed's totals as a check ------------------------------------------------------------
+
+DISAGREEING_CHECK = {
+    "source": "PA",
+    "results": 649,
+    "agrees": False,
+    "differences": {"LAB": {"seats": [410, 411]}, "CON": {"gains": [1, 0], "losses": [3, 2]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("check", "words"),
+    [
+        (
+            {"source": "PA", "results": 1, "agrees": True, "differences": {}},
+            "| PA's totals over 1 result agree",
+        ),
+        (
+            DISAGREEING_CHECK,
+            "| PA's totals over 649 results differ: Labour seats 410 (ours 411); "
+            "Conservative gains 1 (ours 0); Conservative losses 3 (ours 2)",
+        ),
+    ],
+)
+def test_the_national_line_ends_with_the_feeds_check(check: dict[str, Any], words: str) -> None:
+    assert national_line(national(majority_party="LAB", feed_check=check)).endswith(words)
+
+
+def test_the_board_shows_a_disagreeing_feed_under_the_banner() -> None:
+    board = Board(focus=None)
+    board.apply(update("national", "snapshot", "5-0", national(feed_check=DISAGREEING_CHECK)))
+    console = Console(record=True, width=160, height=30, color_system=None)
+
+    console.print(board.render(console))
+
+    assert "PA's totals over 649 results differ: Labour seats 410 (ours 411)" in (
+        console.export_text()
+    )
+
+
+async def test_once_prints_a_state_of_parties_that_disagrees(
+    service: RunningService, redis: aioredis.Redis
+) -> None:
+    declaration = next(line for line in NIGHT_2024 if PETERBOROUGH in line)
+    wrong = {
+        "type": "state_of_parties",
+        "source": "PA",
+        "constituencies": [PETERBOROUGH],
+        "parties": {"CON": {"seats": 1, "gains": 0, "losses": 0}},
+    }
+    ids = await xadd(redis, service.settings.stream, declaration, wrong)
+    await caught_up(service, ids[-1])
+
+    run = await run_ticker("--url", service.ws, "--once")
+
+    assert run.code == 0, run.stderr
+    assert run.stdout.splitlines()[0].endswith(
+        "| PA's totals over 1 result differ: Labour seats 0 (ours 1); Labour gains 0 (ours 1); "
+        "Conservative seats 1 (ours 0); Conservative losses 0 (ours 1)"
+    )

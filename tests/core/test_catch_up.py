@@ -103,7 +103,7 @@ def _catch_up(election: Election, documents: list[Document], start: int, stop: i
         elif isinstance(expected, str):
             assert got == expected, "a quiet apply refuses what a normal one refuses"
         else:
-            assert got == Applied(stale=expected.stale)
+            assert got == Applied(stale=expected.stale, feed_check=expected.feed_check)
         assert quiet.seq == normal.seq
         assert _seqs(quiet) == _seqs(normal), document
     if stop >= len(documents):

@@ -115,6 +115,24 @@ DEFINITION_ERRORS = [
     ("majority as text", _set(_top, "majority", "2"), ["'majority'"]),
     ("majority as a float", _set(_top, "majority", 2.0), ["'majority'"]),
     ("majority as a bool", _set(_top, "majority", True), ["'majority'"]),
+    ("aliases not a list", _set(_party("KIW"), "aliases", "Kiwi"), ["party 'KIW'", "'aliases'"]),
+    ("a blank alias", _set(_party("KIW"), "aliases", [" "]), ["party 'KIW'", "'aliases'"]),
+    ("an alias twice", _set(_party("KIW"), "aliases", ["K", "K"]), ["party 'KIW'", "twice"]),
+    (
+        "an alias that is another party's code",
+        _set(_party("KIW"), "aliases", ["TUI"]),
+        ["party 'KIW'", "alias 'TUI'", "the code of party 'TUI'"],
+    ),
+    (
+        "an alias that is another party's alias",
+        lambda d: (
+            d["parties"]["KIW"].__setitem__("aliases", ["K"]),
+            d["parties"]["MOA"].__setitem__("aliases", ["M", "K"]),
+        ),
+        ["party 'MOA'", "alias 'K'", "an alias of party 'KIW'"],
+    ),
+    ("other_party not a party", _set(_top, "other_party", "OTH"), ["'other_party'", "'OTH'"]),
+    ("other_party not text", _set(_top, "other_party", 3), ["'other_party'"]),
     ("region without letters", _set(_seat(0), "region", "!!"), ["N1", "region '!!'"]),
     (
         "two regions with one slug",
@@ -292,3 +310,32 @@ def test_a_fresh_tally_of_a_tiny_election_has_every_seat_awaiting() -> None:
     assert "leader" not in national
     assert tally.state("constituency:S1")["status"] == "awaiting"
     assert tally.state("declarations") == {"recent": []}
+
+
+def test_an_alias_names_its_party_and_the_other_party_is_kept() -> None:
+    definition = tiny_definition()
+    definition["parties"]["KIW"]["aliases"] = ["Kiwi", "K"]
+    definition["other_party"] = "MOA"
+
+    election = parse_election(definition)
+
+    assert election.parties["KIW"].aliases == ("Kiwi", "K")
+    assert [election.party_code(c) for c in ("KIW", "Kiwi", "K", "TUI", "kiwi")] == [
+        "KIW",
+        "KIW",
+        "KIW",
+        "TUI",
+        None,
+    ]
+    assert election.other_party == "MOA"
+
+
+@pytest.mark.parametrize("name", ["uk-2017", "uk-2019", "uk-2024"])
+def test_the_bundled_definitions_know_pa_abbreviations_and_count_others_as_oth(name: str) -> None:
+    election = load_election(data.election_path(name))
+
+    assert election.other_party == "OTH"
+    assert "OTH" in election.parties
+    pa = {"Lab": "LAB", "C": "CON", "Green": "GRN", "Alliance": "APNI", "Ind": "IND"}
+    for abbreviation, code in pa.items():
+        assert election.party_code(abbreviation) == code

@@ -15,6 +15,7 @@ from service.core.events import (
     Flash,
     InvalidEvent,
     Retraction,
+    StateOfParties,
     StatusChange,
     decode_event,
     validate_event,
@@ -400,3 +401,48 @@ def test_every_event_of_the_bundled_nights_is_accepted(name: str) -> None:
 
     assert isinstance(events[0], ExitPoll)
     assert sum(isinstance(event, Declaration) for event in events) == 650
+
+
+def test_a_party_named_by_its_alias_counts_as_the_party_itself() -> None:
+    election = bundled_election("uk-2024")
+    event = declaration("E14001425", ("Andrew Pakes", "Lab", 17669), ("Paul Bristow", "C", 17551))
+    event["winner"] = {"name": "Andrew Pakes", "party": "Lab"}
+    rush = {"type": "flash", "constituency": "E14001425", "winner": {"name": "A", "party": "Lab"}}
+
+    decoded = validate_event(event, election, ENTRY)
+    flashed = validate_event(rush, election, ENTRY)
+    polled = validate_event(exit_poll({"Lab": 410, "C": 131}), election, ENTRY)
+
+    assert isinstance(decoded, Declaration) and isinstance(flashed, Flash)
+    assert [c.party for c in decoded.candidates] == ["LAB", "CON"]
+    assert decoded.winner.party == "LAB" and flashed.winner_party == "LAB"
+    assert polled == ExitPoll(seats=(("LAB", 410), ("CON", 131)))
+
+
+def test_a_party_and_its_alias_twice_in_one_declaration_or_poll_are_refused() -> None:
+    election = bundled_election("uk-2024")
+    twice = declaration("E14001425", ("Andrew Pakes", "LAB", 17669), ("Andrew Pakes", "Lab", 3))
+
+    with pytest.raises(InvalidEvent, match=r"candidate 2 \(Andrew Pakes, LAB\) is listed twice"):
+        validate_event(twice, election, ENTRY)
+    with pytest.raises(InvalidEvent, match=r"'Lab' and 'LAB' are the same party, LAB"):
+        validate_event(exit_poll({"LAB": 410, "Lab": 411}), election, ENTRY)
+
+
+def test_a_state_of_parties_may_name_parties_by_alias_but_not_one_party_twice() -> None:
+    election = bundled_election("uk-2024")
+    figures = {"seats": 1, "gains": 1, "losses": 0}
+    event = {
+        "type": "state_of_parties",
+        "source": "PA",
+        "constituencies": ["E14001425"],
+        "parties": {"Lab": figures},
+    }
+
+    decoded = validate_event(event, election, ENTRY)
+    event["parties"] = {"Lab": figures, "LAB": figures}
+
+    assert isinstance(decoded, StateOfParties)
+    assert [party.code for party in decoded.parties] == ["LAB"]
+    with pytest.raises(InvalidEvent, match=r"'LAB' and 'Lab' are the same party"):
+        validate_event(event, election, ENTRY)

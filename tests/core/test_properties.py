@@ -28,6 +28,7 @@ from service.core.events import (
     InvalidEvent,
     Retraction,
     SeatEvent,
+    StateOfParties,
     StatusChange,
     validate_event,
 )
@@ -122,7 +123,9 @@ def small_events(draw: st.DrawFn, election: Election) -> Document:
     seat = draw(st.sampled_from(sorted(election.constituencies)))
     party = st.sampled_from(sorted(election.parties))
     kind = draw(
-        st.sampled_from(["declaration", "declaration", "flash", "status", "retraction", "poll"])
+        st.sampled_from(
+            ["declaration", "declaration", "flash", "status", "retraction", "poll", "feed"]
+        )
     )
     revision = draw(_revision())
     if kind == "declaration":
@@ -150,11 +153,39 @@ def small_events(draw: st.DrawFn, election: Election) -> Document:
     if kind == "retraction":
         document = {"type": "retraction", "constituency": seat}
         return _with(document, revision=revision, reason=draw(st.none() | st.just("error")))
+    if kind == "feed":
+        return draw(states_of_parties(election))
     seats = draw(st.dictionaries(party, st.integers(0, 6), min_size=1))
     return _with(
         {"type": "exit_poll", "seats": seats},
         published_at=draw(st.none() | st.sampled_from(TIMES)),
     )
+
+
+@st.composite
+def states_of_parties(draw: st.DrawFn, election: Election) -> Document:
+    """A feed's totals over some seats: possible figures, seldom our own."""
+    covered = draw(st.lists(st.sampled_from(sorted(election.constituencies)), unique=True))
+    party = st.none() | st.sampled_from(sorted(election.parties))
+    figures: dict[str, list[int]] = {}
+    for _ in covered:
+        # Each seat is won by one party (or not yet), and lost by at most one other.
+        winner, loser = draw(party), draw(party)
+        if winner is None:
+            continue
+        figures.setdefault(winner, [0, 0, 0])[0] += 1
+        if loser is not None and loser != winner:
+            figures[winner][1] += 1
+            figures.setdefault(loser, [0, 0, 0])[2] += 1
+    parties = {
+        code: dict(zip(("seats", "gains", "losses"), f, strict=True)) for code, f in figures.items()
+    }
+    return {
+        "type": "state_of_parties",
+        "source": "PA",
+        "constituencies": covered,
+        "parties": parties,
+    }
 
 
 @st.composite
@@ -260,7 +291,7 @@ class Checked:
         seq = Seq(self._ms, 0)
         event = validate_event(document, self.election, str(seq))
         seqs = {channel: self.tally.channel_seq(channel) for channel in self.tally.channels()}
-        seat = None if isinstance(event, ExitPoll) else event.constituency
+        seat = None if isinstance(event, ExitPoll | StateOfParties) else event.constituency
         before = None if seat is None else self.client[f"constituency:{seat}"]
         try:
             applied = self.tally.apply(seq, event)
@@ -272,7 +303,7 @@ class Checked:
             return None
         for change in applied.changes:
             self._check_change(change, seq)
-        if not isinstance(event, ExitPoll):
+        if not isinstance(event, ExitPoll | StateOfParties):
             assert before is not None
             self._check_seat(event, before, applied)
         return applied

@@ -130,11 +130,15 @@ CHANNELS = (
 
 
 def extra_events() -> list[dict[str, Any]]:
-    """A flash, a correction and a retraction: patches that remove fields, and every kind."""
+    """A flash, a correction and a retraction: patches that remove fields, and every kind;
+    a feed's totals that disagree with ours, then ones that agree."""
     first = orjson.loads(NIGHT_2024[1])
     corrected = {**first, "candidates": [dict(c) for c in first["candidates"]]}
     corrected["candidates"][0]["votes"] += 10
+    feed = {"type": "state_of_parties", "source": "PA", "constituencies": [FIRST_SEAT]}
     return [
+        feed | {"parties": {"CON": {"seats": 1, "gains": 1, "losses": 0}}},
+        feed | {"parties": {"LAB": {"seats": 1, "gains": 0, "losses": 0}}},
         {"type": "flash", "constituency": UNDECLARED_SEAT, "winner": {"name": "A", "party": "LAB"}},
         corrected,
         {"type": "retraction", "constituency": FIRST_SEAT, "reason": "declared in error"},
@@ -268,6 +272,18 @@ def test_the_schemas_refuse_what_the_contract_rules_out(contract: Contract) -> N
         {**good, "seq": "12"},
         {**good, "data": {**national, "leader": None}},
         {**good, "data": {**national, "surprise": 1}},
+        {
+            **good,
+            "data": {
+                **national,
+                "feed_check": {
+                    "source": "PA",
+                    "results": 1,
+                    "agrees": False,
+                    "differences": {"A": {"seats": [1]}},
+                },
+            },
+        },
         {**good, "channel": "constituency:X"},
         {"type": "delta", "channel": "national", "seq": "2-0", "prev": "1-0", "patch": {"x": 1}},
         {"type": "event", "channel": "national", "seq": "2-0", "prev": "1-0", "data": {}},

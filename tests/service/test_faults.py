@@ -26,6 +26,7 @@ from service.embedded import EmbeddedRedis
 from service.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.service.conftest import NIGHT_2024, connect, run_service, xadd
+from tests.service.redis_processes import RedisProcess, running
 from tests.service.test_process import free_port, service_process, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -99,6 +100,55 @@ async def test_redis_stopping_mid_night_keeps_clients_and_state_and_loses_nothin
                 assert (await fresh.get("/api/national")).json() == rest
         finally:
             await redis.aclose()
+
+
+async def test_after_an_outage_readyz_is_503_until_the_reader_has_caught_up_again(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Ready means caught up: Redis answering a ping is not enough while the reader is away.
+
+    Redis comes back from its outage with the service's user unable to XREAD (an ACL), so
+    that the reader stays away, for certain, while pings answer and entries are added.
+    """
+    admin = ("--user", "admin", "on", ">admin-password", "~*", "&*", "+@all")
+    no_xread = ("--user", "default", "on", "nopass", "~*", "&*", "+@all", "-xread")
+    primary = RedisProcess(tmp_path / "redis", extra=admin)
+    async with running(primary):
+        writer = primary.client(username="admin", password="admin-password")
+        settings = make_settings(redis_url=primary.url, read_batch=20)
+        try:
+            async with run_service(settings) as service:
+                await xadd(writer, settings.stream, *NIGHT_2024[:50])
+                await primary.stop()
+                async with asyncio.timeout(TIMEOUT):
+                    while (await service.get("/readyz")).status_code != 503:
+                        await asyncio.sleep(0.05)
+
+                await primary.start(*no_xread)
+                await writer.aclose()
+                writer = primary.client(username="admin", password="admin-password")
+                ids = await xadd(writer, settings.stream, *NIGHT_2024[50:350])
+                ready = await service.get("/readyz")
+                assert ready.status_code == 503
+                assert ready.json()["redis"] == "reachable"  # and yet not ready
+                assert ready.json()["reader"] == "disconnected"
+
+                await writer.acl_setuser("default", enabled=True, commands=["+xread"])
+                answers = []
+                async with asyncio.timeout(TIMEOUT):
+                    while not answers or answers[-1].status_code != 200:
+                        answers.append(await service.get("/readyz"))
+                        await asyncio.sleep(0.01)
+                assert all(a.json()["seq"] == ids[-1] for a in answers if a.status_code == 200)
+                assert answers[-1].json()["caught_up"] is True
+                rest = (await service.get("/api/national")).json()
+                metrics = (await service.get("/metrics")).text
+                assert "seatcast_ready 1.0" in metrics
+                assert "seatcast_redis_connected 1.0" in metrics
+            async with run_service(settings) as fresh:
+                assert (await fresh.get("/api/national")).json() == rest
+        finally:
+            await writer.aclose()
 
 
 async def test_a_restarted_instance_rebuilds_the_identical_state(

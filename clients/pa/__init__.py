@@ -1,0 +1,1 @@
+"""PA Media election XML into seatcast stream events."""

@@ -35,6 +35,7 @@ from service.hub import CLOSE_TRY_LATER, Hub
 from service.logs import redact_tokens
 from service.metrics import Metrics
 from service.settings import Settings
+from service.webhooks import Webhooks, parse_targets, stop_webhooks
 
 log = logging.getLogger("seatcast")
 STATIC = Path(__file__).parent / "static"
@@ -54,6 +55,7 @@ class Runtime:
     election: Election
     metrics: Metrics = field(default_factory=Metrics)
     hub: Hub = field(init=False)
+    webhooks: Webhooks = field(init=False)
     feed: Feed = field(init=False)
     client: aioredis.Redis = field(init=False)
     access: Access = field(init=False)
@@ -107,12 +109,23 @@ class Runtime:
             on_slow_close=self.metrics.slow_closes.inc,
         )
         self.hub.on_embargo = self._schedule_lift
+        self.webhooks = Webhooks(
+            parse_targets(settings.webhooks, self.election),
+            lambda channel: graphics.flat_document(self.hub, channel),
+            self.metrics,
+            interval=settings.webhook_interval,
+            timeout=settings.webhook_timeout,
+        )
 
     def _schedule_lift(self, until: float) -> None:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
         delay = max(0.0, until - time.time()) + 0.01
-        self._embargo_timer = asyncio.get_running_loop().call_later(delay, self.hub.lift_embargo)
+        self._embargo_timer = asyncio.get_running_loop().call_later(delay, self._lift_embargo)
+
+    def _lift_embargo(self) -> None:
+        self.hub.lift_embargo()
+        self.webhooks.channel_changed("national")  # they get the public view: it changed
 
     def _applied(self, seq: Seq, applied: Applied) -> None:
         if applied.stale:
@@ -121,6 +134,7 @@ class Runtime:
         self.metrics.events_applied.inc()
         if applied.changes:
             self.hub.publish(applied.changes)
+            self.webhooks.changed(applied.changes)
             self._published.append(seq)
             if len(self._published) >= FLUSH_EVERY:
                 self._batch_done()
@@ -142,11 +156,13 @@ class Runtime:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
         self.hub.reset(tally, epoch)
+        self.webhooks.everything_changed()
 
     def _ready(self) -> None:
         if not self.ready:
             self.ready = True
             collector.freeze_startup()
+            self.webhooks.everything_changed()
             self.caught_up.set()
             self.metrics.ready.set(1)
 
@@ -182,10 +198,12 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
         thresholds = collector.take_over()
         task = asyncio.create_task(runtime.feed.run(), name="seatcast-feed")
         collections = asyncio.create_task(collector.run_full_collections(), name="seatcast-gc")
+        pushing = asyncio.create_task(runtime.webhooks.run(runtime.caught_up), name="webhooks")
         try:
             yield
         finally:
             collections.cancel()
+            await stop_webhooks(pushing)
             gc.set_threshold(*thresholds)
             await stop_feed(task, runtime.client)
             with contextlib.suppress(Exception):

@@ -28,6 +28,7 @@ from service.caching import conditional, entity_tag
 from service.connection import CATCHING_UP
 from service.core.flat import CANDIDATE_SLOTS, Flat, flat_constituency, flat_latest, flat_national
 from service.core.tally import DECLARATIONS, NATIONAL, constituency_channel
+from service.hub import Hub
 
 if TYPE_CHECKING:
     from service.app import Runtime
@@ -127,11 +128,24 @@ def _answer(
     return conditional(request, tag, runtime.settings.cache_control, lambda: render(flatten(grant)))
 
 
+def flat_document(
+    hub: Hub, channel: str, *, embargoed: bool = False, slots: int = CANDIDATE_SLOTS
+) -> Flat:
+    """The flat keys of ``channel`` as it stands: ``national``, ``declarations`` (its latest
+    entry) or ``constituency:<id>``; ``embargoed``: may see an embargoed exit poll."""
+    tally = hub.tally
+    seq = str(tally.channel_seq(channel))
+    if channel == NATIONAL:
+        return flat_national(tally.election, hub.public_state(NATIONAL, embargoed), seq)
+    if channel == DECLARATIONS:
+        recent = tally.state(DECLARATIONS)["recent"]
+        return flat_latest(tally.election, recent[-1] if recent else None, seq, slots)
+    return flat_constituency(tally.election, tally.state(channel), seq, slots)
+
+
 async def national(request: Request) -> Response:
     def flatten(grant: Grant) -> Flat:
-        hub = _runtime(request).hub
-        state = hub.public_state(NATIONAL, grant.embargoed)
-        return flat_national(hub.tally.election, state, str(hub.tally.channel_seq(NATIONAL)))
+        return flat_document(_runtime(request).hub, NATIONAL, embargoed=grant.embargoed)
 
     return _answer(request, NATIONAL, "channel", flatten)
 
@@ -144,9 +158,7 @@ async def constituency(request: Request) -> Response:
         return slots
 
     def flatten(grant: Grant) -> Flat:
-        tally = _runtime(request).hub.tally
-        seq = str(tally.channel_seq(channel))
-        return flat_constituency(tally.election, tally.state(channel), seq, slots)
+        return flat_document(_runtime(request).hub, channel, slots=slots)
 
     return _answer(request, channel, f"constituency {seat_id!r}", flatten)
 
@@ -157,11 +169,7 @@ async def latest(request: Request) -> Response:
         return slots
 
     def flatten(grant: Grant) -> Flat:
-        tally = _runtime(request).hub.tally
-        recent = tally.state(DECLARATIONS)["recent"]
-        entry = recent[-1] if recent else None
-        seq = str(tally.channel_seq(DECLARATIONS))
-        return flat_latest(tally.election, entry, seq, slots)
+        return flat_document(_runtime(request).hub, DECLARATIONS, slots=slots)
 
     return _answer(request, DECLARATIONS, "channel", flatten)
 

@@ -356,3 +356,22 @@ async def test_colour_options_from_the_query_string_are_applied_and_bad_ones_ign
         "getComputedStyle(document.documentElement).getPropertyValue('--accent')"
     )
     assert accent.strip() == "#ffcc33"
+
+
+async def test_the_seat_and_kinds_options_choose_what_the_lower_third_shows(
+    service: RunningService, open_page: OpenPage
+) -> None:
+    query = f"&seat={PETERBOROUGH},E14001063&kinds=declaration,retraction&seconds=0"
+    page = await open_template(open_page, service.http + LOWER_THIRD + CASPARCG + query)
+    await call(page, "play")
+    base = {"winner_party": "LAB", "result": "hold", "majority": "5"}
+    for seq, seat, extra in (
+        ("1-0", "E14000001", {}),  # another seat
+        ("2-0", PETERBOROUGH, {"kind": "flash"}),  # a kind not asked for
+        ("3-0", PETERBOROUGH, {"kind": "declaration"}),
+    ):
+        values = {**base, "seq": seq, "id": seat, "name": seat, "winner_name": f"W{seq}", **extra}
+        await call(page, "update", orjson.dumps(values).decode())
+
+    await expect(page.locator("#lt-winner")).to_have_text("W3-0")
+    assert await page.evaluate("window.seatcastGraphic.shown") == [f"3-0 {PETERBOROUGH}"]

@@ -446,3 +446,14 @@ async def test_errors_are_not_tagged(service: RunningService) -> None:
     assert response.status_code == 404
     assert "etag" not in response.headers
     assert orjson.loads(response.content)["error"] == "not_found"
+
+
+async def test_the_templates_are_served_with_an_index(service: RunningService) -> None:
+    index = await service.get("/graphics/templates/")
+    third = await service.get("/graphics/templates/lower-third.html")
+    script = await service.get("/graphics/templates/template.js")
+
+    assert index.status_code == third.status_code == script.status_code == 200
+    assert "lower-third.html" in index.text and "seat-bar.html" in index.text
+    assert third.headers["content-type"].startswith("text/html")
+    assert "javascript" in script.headers["content-type"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,29 @@ async def test_a_failing_target_is_retried_and_counted_while_the_others_go_on(
             await metric_reaches(service, "seatcast_webhook_failed", refused, lambda n: n >= 1)
             assert await metric(service, "seatcast_webhook_sent", refused) == 0
             assert (await service.get("/readyz")).status_code == 200
+
+
+async def test_targets_get_the_public_view_and_the_exit_poll_when_its_embargo_lifts(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis
+) -> None:
+    async with receiving(Receiver()) as receiver:
+        settings = make_settings(webhooks=receiver.url("/national"), webhook_interval=0.05)
+        async with run_service(settings) as service:
+            until = datetime.now(UTC) + timedelta(seconds=1)
+            poll = {"type": "exit_poll", "seats": {"LAB": 410}, "embargo_until": until.isoformat()}
+            await replay(service, redis, [orjson.dumps(poll).decode(), *NIGHT_2024[1:4]])
+            await receiver.wait_for(
+                "three seats declared",
+                lambda: receiver.bodies("/national")[-1]["declared"] == 3,
+            )
+            if datetime.now(UTC) < until:  # all sent before the embargo's time: none has it
+                assert {body["LAB_exit_poll"] for body in receiver.bodies("/national")} == {""}
+
+            # At the embargo's time the target is sent national again, exit poll and all.
+            await receiver.wait_for(
+                "the exit poll", lambda: receiver.bodies("/national")[-1]["LAB_exit_poll"] == 410
+            )
+            assert datetime.now(UTC) >= until
 
 
 def test_a_webhook_list_is_read_from_a_comma_list_or_a_file(tmp_path: Path) -> None:

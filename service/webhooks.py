@@ -131,21 +131,21 @@ class Webhooks:
         for pending in self._pending:
             self._by_channel.setdefault(pending.target.channel, []).append(pending)
 
-    def __bool__(self) -> bool:
-        return bool(self._pending)
-
     def changed(self, changes: Iterable[Change]) -> None:
         """The channels of ``changes`` moved: their targets want the latest document."""
+        if not self._by_channel:
+            return  # no webhooks: the common case costs one test per event
         for change in changes:
             for pending in self._by_channel.get(change.channel, ()):
                 self._want(pending)
 
     def everything_changed(self) -> None:
-        """Send every target its channel (at start, after a reset, when an embargo lifts)."""
+        """Send every target its channel (once ready, and after the stream is begun again)."""
         for pending in self._pending:
             self._want(pending)
 
     def channel_changed(self, channel: str) -> None:
+        """The channel's public view changed with no change of its own (an embargo lifted)."""
         for pending in self._by_channel.get(channel, ()):
             self._want(pending)
 

@@ -309,3 +309,20 @@ def test_an_electorate_of_0_is_not_known_and_not_checked() -> None:
 
     assert "turnout" not in desk.tally.state("constituency:N1")
     assert desk.tally.state("constituency:N1")["valid_votes"] == 5000
+
+
+@pytest.mark.parametrize(
+    "again",
+    [NFD_NAME, f" {NFC_NAME}  ", NFC_NAME.replace(" ", "\u00a0")],
+    ids=["NFD", "spaced", "a no-break space"],
+)
+def test_a_flash_resent_with_the_name_written_another_way_is_a_repeat(again: str) -> None:
+    desk = Desk(bundled_election("uk-2024"))
+    flash = {"type": "flash", "constituency": PETERBOROUGH}
+    send(desk, orjson.dumps(flash | {"winner": {"name": NFC_NAME, "party": "LAB"}}))
+    before = snapshot(desk.tally)
+
+    applied = send(desk, orjson.dumps(flash | {"winner": {"name": again, "party": "LAB"}}))
+
+    assert applied == Applied()
+    assert snapshot(desk.tally) == before

@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from service.core.election import Election
-from service.core.identity import candidate_key
+from service.core.identity import candidate_key, is_plain
 
 STATUSES = ("counting", "recount", "awaiting")
 
@@ -169,10 +169,10 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
     if not isinstance(raw, list) or not raw:
         raise check.fail("'candidates' must be a non-empty list of {name, party, votes}")
     parties = check.election.parties
-    # Each candidate under the key that says who it is (identity.candidate_key), and the
-    # number it was listed under.
+    # Each candidate under the key that says who it is (identity.candidate_key); and in
+    # the feed's order, with the votes and key to rank it by.
     listed: dict[tuple[str, str], Candidate] = {}
-    numbers: dict[tuple[str, str], int] = {}
+    ranking: list[tuple[int, tuple[str, str], Candidate]] = []
     total = 0
     for number, entry in enumerate(raw, start=1):
         # Nearly every candidate is plainly valid: test that in one go, and go through the
@@ -185,21 +185,23 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
                 and type(name) is str
                 and type(votes) is int
                 and 0 <= votes <= MAX_VOTES
-                and name.strip()
+                and is_plain(name)
                 and known.code.strip()
             ):
                 # The definition's own string: the tally's many lookups by party code then
                 # match by identity.
                 party = known.code
+                key = name.lower(), party  # candidate_key, for a plain name
             else:
                 name, party, votes = _candidate(check, number, entry)
+                key = candidate_key(name, party)
         else:
             name, party, votes = _candidate(check, number, entry)
-        key = candidate_key(name, party)
+            key = candidate_key(name, party)
         if key in listed:
-            raise check.fail(_listed_twice(number, name, party, numbers[key], listed[key]))
-        listed[key] = Candidate(name, party, votes)
-        numbers[key] = number
+            raise check.fail(_listed_twice(number, name, party, ranking, key))
+        candidate = listed[key] = Candidate(name, party, votes)
+        ranking.append((-votes, key, candidate))
         total += votes
     if total > MAX_VOTES:
         raise check.fail(f"the candidates' votes add up to {total:,}, over {MAX_VOTES:,}")
@@ -207,8 +209,9 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
     _check_plausible(check, seat, total, electorate)
     # One order however the feed listed them: by votes, then (for equal votes) by who they
     # are, so that a resend listing tied candidates the other way round is the same result.
-    order = sorted(listed, key=lambda key: (-listed[key].votes, key))
-    ranked = tuple(listed[key] for key in order)
+    # The keys are unique, so the candidates themselves are never compared.
+    ranking.sort()
+    ranked = tuple([candidate for _, _, candidate in ranking])
     tied = len(ranked) > 1 and ranked[1].votes == ranked[0].votes
     named = document.get("winner")
     if named is None:
@@ -237,9 +240,16 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
     )
 
 
-def _listed_twice(number: int, name: str, party: str, first: int, earlier: Candidate) -> str:
+def _listed_twice(
+    number: int,
+    name: str,
+    party: str,
+    earlier: list[tuple[int, tuple[str, str], Candidate]],
+    key: tuple[str, str],
+) -> str:
+    first, first_name = next((n, c.name) for n, (_, k, c) in enumerate(earlier, 1) if k == key)
     reason = f"candidate {number} ({name}, {party}) is listed twice, as candidate {first}"
-    if earlier.name != name:
+    if first_name != name:
         reason += " (names are compared ignoring case, spacing and Unicode form)"
     return reason
 

@@ -18,9 +18,7 @@ if TYPE_CHECKING:
 
 def name_key(name: str) -> str:
     """``name`` as compared: Unicode NFC, trimmed, each run of inner whitespace one space."""
-    # Nearly every name is already so: printable ASCII, whose only whitespace is the space,
-    # with no space doubled or at either end.
-    if name.isascii() and name.isprintable() and "  " not in name and name.strip(" ") == name:
+    if is_plain(name):
         return name
     return " ".join(unicodedata.normalize("NFC", name).split())
 
@@ -31,6 +29,8 @@ def candidate_key(name: str, party: str) -> tuple[str, str]:
     Two candidates may share a name (two Greg Smiths, one Conservative, one Green), but the
     same name and party twice in one declaration is one candidate listed twice.
     """
+    if is_plain(name):
+        return name.lower(), party  # for ASCII, casefold() is lower()
     folded = name_key(name).casefold()
     if not folded.isascii():
         # Folding can leave a letter decomposed (U+01F0 folds to j and a combining caron).
@@ -71,4 +71,16 @@ def same_candidates(a: tuple[Candidate, ...], b: tuple[Candidate, ...]) -> bool:
     return len(a) == len(b) and all(
         x.party == y.party and x.votes == y.votes and same_name(x.name, y.name)
         for x, y in zip(a, b, strict=True)
+    )
+
+
+def is_plain(name: str) -> bool:
+    """Whether ``name`` is its own ``name_key``, as nearly every name is: non-empty printable
+    ASCII (whose only whitespace is the space), with no space doubled or at either end."""
+    return (
+        name.isascii()
+        and name.isprintable()
+        and name[:1] != " " != name[-1:]
+        and "  " not in name
+        and name != ""
     )

@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from service.core.election import Election
-from service.core.identity import candidate_key, is_plain
+from service.core.identity import candidate_key
 
 STATUSES = ("counting", "recount", "awaiting")
 
@@ -185,19 +185,17 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
                 and type(name) is str
                 and type(votes) is int
                 and 0 <= votes <= MAX_VOTES
-                and is_plain(name)
+                and name.strip()
                 and known.code.strip()
             ):
                 # The definition's own string: the tally's many lookups by party code then
                 # match by identity.
                 party = known.code
-                key = name.lower(), party  # candidate_key, for a plain name
             else:
                 name, party, votes = _candidate(check, number, entry)
-                key = candidate_key(name, party)
         else:
             name, party, votes = _candidate(check, number, entry)
-            key = candidate_key(name, party)
+        key = candidate_key(name, party)
         if key in listed:
             raise check.fail(_listed_twice(number, name, party, ranking, key))
         candidate = listed[key] = Candidate(name, party, votes)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def name_key(name: str) -> str:
     """``name`` as compared: Unicode NFC, trimmed, each run of inner whitespace one space."""
-    if is_plain(name):
+    if _is_plain(name):
         return name
     return " ".join(unicodedata.normalize("NFC", name).split())
 
@@ -29,7 +29,7 @@ def candidate_key(name: str, party: str) -> tuple[str, str]:
     Two candidates may share a name (two Greg Smiths, one Conservative, one Green), but the
     same name and party twice in one declaration is one candidate listed twice.
     """
-    if is_plain(name):
+    if _is_plain(name):
         return name.lower(), party  # for ASCII, casefold() is lower()
     folded = name_key(name).casefold()
     if not folded.isascii():
@@ -74,7 +74,7 @@ def same_candidates(a: tuple[Candidate, ...], b: tuple[Candidate, ...]) -> bool:
     )
 
 
-def is_plain(name: str) -> bool:
+def _is_plain(name: str) -> bool:
     """Whether ``name`` is its own ``name_key``, as nearly every name is: non-empty printable
     ASCII (whose only whitespace is the space), with no space doubled or at either end."""
     return (

@@ -274,11 +274,13 @@ def test_one_name_in_another_party_is_another_candidate(data: st.DataObject) -> 
         for code in bundled_election("uk-2024").parties
         if candidate_key(namesake["name"], code) not in taken
     ]
-    top = max(c["votes"] for c in candidates)
+    # Fewer votes than the winner, and no more than the electorate has left.
+    room = document["electorate"] - sum(c["votes"] for c in candidates)
+    most = min(max(c["votes"] for c in candidates) - 1, room)
     other = {
         "name": data.draw(respelled(namesake["name"], case=True), label="written"),
         "party": data.draw(st.sampled_from(parties), label="party"),
-        "votes": data.draw(st.integers(0, top - 1), label="votes"),
+        "votes": data.draw(st.integers(0, most), label="votes"),
     }
     candidates.insert(data.draw(st.integers(0, len(candidates)), label="position"), other)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from service.core.election import Area, Constituency, Election
 from service.core.events import Candidate, Declaration
+from service.core.identity import same_candidates, same_instant, same_name
 from service.core.majorities import add_majorities, update_majorities, working_majority
 
 State = dict[str, Any]
@@ -38,17 +39,19 @@ class SeatRecord:
         return () if self.declaration is None else self.declaration.candidates
 
     def same_result(self, other: SeatRecord) -> bool:
-        """Equal in everything a client sees.
+        """Equal in everything a client sees, however each was written.
 
-        The declaration's own revision and time are bookkeeping: the record's ``declared_at``
-        is the one shown, and a resend with a new revision is not a correction.
+        Names are compared as ``identity.same_name`` says and times as instants: a resend
+        spelled another way is a repeat, and the spelling first shown stays. The
+        declaration's own revision and time are bookkeeping: the record's ``declared_at`` is
+        the one shown, and a resend with a new revision is not a correction.
         """
         return (
             self.status == other.status
-            and self.winner_name == other.winner_name
             and self.winner_party == other.winner_party
-            and self.candidates == other.candidates
-            and self.declared_at == other.declared_at
+            and same_name(self.winner_name, other.winner_name)
+            and same_candidates(self.candidates, other.candidates)
+            and same_instant(self.declared_at, other.declared_at)
             and self.electorate == other.electorate
         )
 

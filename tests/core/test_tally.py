@@ -204,7 +204,7 @@ def test_a_declaration_is_announced_on_the_declarations_channel() -> None:
         ([N1_KIW], "declaration", "Kiwi Party hold Nordhaven, majority 200"),
         ([S1_MOA_GAIN], "declaration", "Moa Movement gain Lowmere from Tui Alliance, majority 300"),
         (
-            [declaration("S1", ("Gus", "MOA", 12_400), ("Hal", "TUI", 55))],
+            [declaration("S1", ("Gus", "MOA", 12_400), ("Hal", "TUI", 55), electorate=20_000)],
             "declaration",
             "Moa Movement gain Lowmere from Tui Alliance, majority 12,345",
         ),
@@ -229,9 +229,9 @@ def test_a_declaration_is_announced_on_the_declarations_channel() -> None:
             "Correction: Kiwi Party hold Nordhaven, majority 150",
         ),
         (
-            [N1_KIW, declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500))],
+            [N1_KIW, declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480))],
             "correction",
-            "Correction: Tui Alliance gain Nordhaven from Kiwi Party, majority 20",
+            "Correction: Tui Alliance gain Nordhaven from Kiwi Party, majority 40",
         ),
         (
             [N1_KIW, retraction("N1", reason="figures were for Südfeld")],
@@ -329,7 +329,7 @@ def test_a_correction_moves_the_seat_and_both_parties_totals_and_is_counted() ->
     desk = Desk(tiny_election())
     desk.send_all([N1_KIW, S1_MOA_GAIN])
 
-    applied = desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500)))
+    applied = desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480)))
 
     seat = desk.tally.state("constituency:N1")
     assert seat["winner"] == {"name": "Ben", "party": "TUI"}
@@ -341,24 +341,31 @@ def test_a_correction_moves_the_seat_and_both_parties_totals_and_is_counted() ->
         "TUI": (1, 0),
         "MOA": (1, 1),
     }
-    assert {p: national[p]["votes"] for p in national} == {"KIW": 500, "TUI": 620, "MOA": 400}
+    assert {p: national[p]["votes"] for p in national} == {"KIW": 480, "TUI": 620, "MOA": 400}
     assert by_channel(applied)[NATIONAL].patch == {
         "leader": "TUI",
         "parties": {
-            "KIW": {"seats": 0, "losses": 1, "net": -1, "share": 32.89, "seats_to_majority": 2},
+            "KIW": {
+                "seats": 0,
+                "losses": 1,
+                "net": -1,
+                "votes": 480,
+                "share": 32.0,
+                "seats_to_majority": 2,
+            },
             "TUI": {
                 "seats": 1,
                 "gains": 1,
                 "net": 0,
                 "votes": 620,
-                "share": 40.79,
+                "share": 41.33,
                 "seats_to_majority": 1,
             },
-            "MOA": {"votes": 400, "share": 26.32},  # Cy's 200 votes are gone
+            "MOA": {"votes": 400, "share": 26.67},  # Cy's 200 votes are gone
         },
     }
 
-    desk.send(declaration("N1", ("Ben", "TUI", 521), ("Ana", "KIW", 500)))
+    desk.send(declaration("N1", ("Ben", "TUI", 519), ("Ana", "KIW", 480)))
 
     assert desk.tally.state("constituency:N1")["corrections"] == 2
 
@@ -402,7 +409,7 @@ def test_a_repeat_without_the_time_or_electorate_given_the_first_time_changes_no
 
 
 STALE_EVENTS = [
-    declaration("N1", ("Ben", "TUI", 900), ("Ana", "KIW", 500)),
+    declaration("N1", ("Ben", "TUI", 600), ("Ana", "KIW", 400)),
     flash("N1", "Ben", "TUI"),
     status("N1", "recount"),
     retraction("N1"),
@@ -511,7 +518,7 @@ def test_a_retraction_returns_the_seat_to_awaiting_and_the_totals_revert() -> No
     desk.send(S1_MOA_GAIN)
     without = snapshot(desk.tally)
     desk.send(N1_KIW)
-    desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500)))
+    desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480)))
 
     applied = desk.send(retraction("N1", reason="wrong seat"))
 
@@ -619,7 +626,7 @@ ASSORTED = [
     flash("S1", "Gus", "MOA"),
     N1_KIW,
     status("N2", "recount"),
-    declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500)),
+    declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480)),
     retraction("S1"),
     N2_KIW_GAIN,
     flash("S1", "Hal", "TUI"),

@@ -384,9 +384,14 @@ class Board:
         table.add_column("Party")
         table.add_column("Votes", justify="right")
         table.add_column("Share", justify="right")
-        winner_name = state.get("winner", {}).get("name")
+        winner = state.get("winner", {})
         for candidate in state.get("candidates", []):
-            style = "bold" if candidate["name"] == winner_name else ""
+            # By name and party: two candidates may share a name (two Greg Smiths, 2024).
+            elected = (candidate["name"], candidate["party"]) == (
+                winner.get("name"),
+                winner.get("party"),
+            )
+            style = "bold" if elected else ""
             table.add_row(
                 Text(candidate["name"], style=style),
                 party_name(national, candidate["party"]),

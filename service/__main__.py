@@ -12,6 +12,7 @@ from service.embedded import EmbeddedRedis, EmbeddedRedisError
 from service.redis_url import check_url, redact
 from service.server import ignore_stop_signals, serve
 from service.settings import load_settings
+from service.webhooks import WebhookError, parse_targets
 from service.workers import run_workers
 
 log = logging.getLogger("seatcast")
@@ -25,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         election = load_election(settings.election)
-    except ElectionError as exc:
+        parse_targets(settings.webhooks, election)
+    except (ElectionError, WebhookError) as exc:
         print(f"seatcast: {exc}", file=sys.stderr)
         return 2
     embedded: EmbeddedRedis | None = None

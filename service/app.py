@@ -8,7 +8,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,11 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from service import collector
+from service import collector, graphics
 from service.access import Access, AccessDenied, Grant
+from service.caching import conditional, entity_tag
 from service.core.election import Election, load_election
-from service.core.seq import Seq
+from service.core.seq import ZERO, Seq
 from service.core.tally import Applied, Tally, constituency_channel
 from service.fanout.embargo import Embargo
 from service.fanout.hub import Hub
@@ -41,6 +42,7 @@ from service.redis_url import AsyncRedis
 from service.settings import Settings
 from service.transport.admission import CATCHING_UP, Admission, token_from
 from service.transport.asgi import serve_websocket
+from service.webhooks import Webhooks, parse_targets, stop_webhooks
 
 log = logging.getLogger("seatcast")
 STATIC = Path(__file__).parent / "static"
@@ -60,6 +62,7 @@ class Runtime:
     election: Election
     metrics: Metrics = field(default_factory=Metrics)
     hub: Hub = field(init=False)
+    webhooks: Webhooks = field(init=False)
     feed: Feed = field(init=False)
     redis: AsyncRedis = field(init=False)
     client: aioredis.Redis = field(init=False)
@@ -120,6 +123,13 @@ class Runtime:
             embargo=Embargo(on_hold=self._schedule_lift),
         )
         self.admission = Admission(self.hub, self.access, settings.queue_bytes)
+        self.webhooks = Webhooks(
+            parse_targets(settings.webhooks, self.election),
+            lambda channel: graphics.flat_document(self.hub, channel),
+            self.metrics,
+            interval=settings.webhook_interval,
+            timeout=settings.webhook_timeout,
+        )
 
     @property
     def ready(self) -> bool:
@@ -134,9 +144,11 @@ class Runtime:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
         delay = max(0.0, until - time.time()) + 0.01
-        self._embargo_timer = asyncio.get_running_loop().call_later(
-            delay, lambda: self._wake(self.hub.lift_embargo())
-        )
+        self._embargo_timer = asyncio.get_running_loop().call_later(delay, self._lift_embargo)
+
+    def _lift_embargo(self) -> None:
+        self._wake(self.hub.lift_embargo())
+        self.webhooks.channel_changed("national")  # they get the public view: it changed
 
     def _schedule_resume_expiry(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(
@@ -152,6 +164,7 @@ class Runtime:
         self.metrics.events_applied.inc()
         if applied.changes:
             self.hub.publish(applied.changes)
+            self.webhooks.changed(applied.changes)
             self._published.append(seq)
             if len(self._published) >= FLUSH_EVERY:
                 self._batch_done()
@@ -188,12 +201,14 @@ class Runtime:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
         self._wake(self.hub.reset(tally, epoch))
+        self.webhooks.everything_changed()
 
     def _ready(self) -> None:
         """Caught up: at start-up, and again after each reconnect."""
         self.metrics.ready.set(1)
         if not self.ready:
             collector.freeze_startup()
+            self.webhooks.everything_changed()
             self.admission.caught_up.set()
 
     def _connected(self, connected: bool) -> None:
@@ -237,10 +252,14 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
         thresholds = collector.take_over()
         task = asyncio.create_task(runtime.feed.run(), name="seatcast-feed")
         collections = asyncio.create_task(collector.run_full_collections(), name="seatcast-gc")
+        pushing = asyncio.create_task(
+            runtime.webhooks.run(runtime.admission.caught_up), name="webhooks"
+        )
         try:
             yield
         finally:
             collections.cancel()
+            await stop_webhooks(pushing)
             gc.set_threshold(*thresholds)
             await stop_feed(task, runtime.reader)
             with contextlib.suppress(Exception):
@@ -264,6 +283,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/asyncapi.yaml", asyncapi),
+            Mount("/graphics", routes=graphics.routes()),
             WebSocketRoute("/ws", websocket),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
@@ -318,8 +338,23 @@ def channel_response(request: Request, channel: str, what: str) -> Response:
         return not_found(what)
     if not grant.allows(channel):
         return error_response(403, "forbidden", f"your credential does not allow {channel}")
-    data = hub.public_state(channel, grant.embargoed)
-    return json_response({"seq": str(hub.tally.channel_seq(channel)), "data": data})
+    seq = hub.tally.channel_seq(channel)
+    withheld = channel == "national" and not grant.embargoed and hub.embargo.active()
+    return cached(
+        request,
+        seq,
+        lambda: {"seq": str(seq), "data": hub.public_state(channel, grant.embargoed)},
+        withheld=withheld,
+    )
+
+
+def cached(
+    request: Request, seq: Seq, body: Callable[[], Any], *, withheld: bool = False
+) -> Response:
+    """The JSON ``body()`` of what changed last at ``seq``, with the caching headers, or 304."""
+    runtime = _runtime(request)
+    tag = entity_tag(runtime.hub.epoch, seq, withheld=withheld)
+    return conditional(request, tag, runtime.settings.cache_control, lambda: json_response(body()))
 
 
 async def index(request: Request) -> Response:
@@ -345,7 +380,9 @@ async def election_info(request: Request) -> Response:
     }
     if election.attribution is not None:
         data["attribution"] = election.attribution
-    return json_response({"seq": str(tally.seq), "data": {**data, "parties": parties}})
+    return cached(
+        request, tally.seq, lambda: {"seq": str(tally.seq), "data": {**data, "parties": parties}}
+    )
 
 
 async def asyncapi(request: Request) -> Response:
@@ -372,12 +409,18 @@ async def constituencies(request: Request) -> Response:
     if isinstance(grant, Response):
         return grant
     tally = _runtime(request).hub.tally
-    data = {
-        seat_id: tally.state(constituency_channel(seat_id))
+    allowed = [
+        constituency_channel(seat_id)
         for seat_id in tally.election.constituencies
         if grant.allows(constituency_channel(seat_id))
-    }
-    return json_response({"seq": str(tally.seq), "data": data})
+    ]
+    # The seats' last change, as a snapshot's seq is its channel's: what the tag names.
+    last = max((tally.channel_seq(channel) for channel in allowed), default=ZERO)
+    return cached(
+        request,
+        last,
+        lambda: {"seq": str(last), "data": {c.partition(":")[2]: tally.state(c) for c in allowed}},
+    )
 
 
 async def areas(request: Request, kind: str) -> Response:
@@ -387,7 +430,7 @@ async def areas(request: Request, kind: str) -> Response:
         slug: {"name": a.name, "constituencies": list(a.constituencies)}
         for slug, a in table.items()
     }
-    return json_response({"seq": str(tally.seq), "data": data})
+    return cached(request, tally.seq, lambda: {"seq": str(tally.seq), "data": data})
 
 
 async def area(request: Request, kind: str) -> Response:

@@ -70,3 +70,18 @@ class Metrics:
             registry=r,
         )
         self.feed_check_agrees.set(float("nan"))  # an alert on == 0 must not fire before one
+        self.webhook_sent = Counter(
+            "seatcast_webhook_sent", "Webhook requests answered 2xx", ["target"], registry=r
+        )
+        self.webhook_failed = Counter(
+            "seatcast_webhook_failed",
+            "Webhook requests that failed (error, timeout or non-2xx); each is retried",
+            ["target"],
+            registry=r,
+        )
+        self.webhook_coalesced = Counter(
+            "seatcast_webhook_coalesced",
+            "Changes folded into a later webhook request instead of one of their own",
+            ["target"],
+            registry=r,
+        )

@@ -68,6 +68,10 @@ class Election:
     """The code that a feed adapter counts parties the definition does not list under."""
     party_codes: Mapping[str, str] = field(default_factory=dict)
     """Every party code and alias -> the party's code; filled in by parse_election."""
+    non_voting_seats: int | None = None
+    """Seats whose members do not vote (a Speaker and deputies); None when not given."""
+    abstaining_parties: tuple[str, ...] | None = None
+    """Parties whose members do not take their seats; None when not given."""
 
     @property
     def total_seats(self) -> int:
@@ -79,6 +83,11 @@ class Election:
         if code is None and code_or_alias in self.parties:  # built without parse_election
             return code_or_alias
         return code
+
+    @property
+    def has_working_majority(self) -> bool:
+        """The definition says who does not vote, so a working majority can be counted."""
+        return self.non_voting_seats is not None or self.abstaining_parties is not None
 
 
 def slugify(name: str) -> str:
@@ -170,6 +179,10 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
     attribution = document.get("attribution")
     if attribution is not None and not isinstance(attribution, str):
         raise fail("'attribution' must be a string")
+    non_voting = document.get("non_voting_seats")
+    if non_voting is not None and (not _is_int(non_voting) or not 0 <= non_voting < total):
+        raise fail(f"'non_voting_seats' must be an integer from 0 to {total - 1}")
+    abstaining = _abstaining_parties(document.get("abstaining_parties"), parties, fail)
     return Election(
         id=election_id,
         name=name,
@@ -181,6 +194,8 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
         attribution=attribution,
         other_party=other_party,
         party_codes=party_codes,
+        non_voting_seats=non_voting,
+        abstaining_parties=abstaining,
     )
 
 
@@ -205,6 +220,21 @@ def _party_codes(parties: Mapping[str, Party], fail: _Fail) -> dict[str, str]:
                     f"party {party.code!r}: alias {alias!r} is already {what} of party {owner!r}"
                 )
     return codes
+
+
+def _abstaining_parties(
+    value: object, parties: Mapping[str, Party], fail: _Fail
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+        raise fail("'abstaining_parties' must be a list of party codes")
+    for code in value:
+        if code not in parties:
+            raise fail(f"'abstaining_parties': party {code!r} is not in 'parties'")
+    if len(set(value)) != len(value):
+        raise fail("'abstaining_parties' names a party twice")
+    return tuple(value)
 
 
 def _areas(seats: Iterable[Constituency], field: str, fail: _Fail) -> dict[str, Area]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from operator import attrgetter
 from typing import Any, TypeGuard
 
 import orjson
 
 from service.core.election import Election
+from service.core.identity import candidate_key
 
 STATUSES = ("counting", "recount", "awaiting")
 
@@ -44,7 +44,8 @@ class Candidate:
 class Declaration:
     constituency: str
     candidates: tuple[Candidate, ...]
-    """Sorted by votes, highest first; ties keep the feed's order."""
+    """The elected candidate first, then by votes, highest first; equal votes in one fixed
+    order (by ``identity.candidate_key``), whatever the feed's."""
     winner: Candidate
     declared_at: str | None = None
     electorate: int | None = None
@@ -191,8 +192,10 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
     if not isinstance(raw, list) or not raw:
         raise check.fail("'candidates' must be a non-empty list of {name, party, votes}")
     parties = check.election.parties
-    candidates: list[Candidate] = []
-    seen: set[tuple[str, str]] = set()
+    # Each candidate under the key that says who it is (identity.candidate_key); and in
+    # the feed's order, with the votes and key to rank it by.
+    listed: dict[tuple[str, str], Candidate] = {}
+    ranking: list[tuple[int, tuple[str, str], Candidate]] = []
     total = 0
     for number, entry in enumerate(raw, start=1):
         # Nearly every candidate is plainly valid: test that in one go, and go through the
@@ -215,31 +218,37 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
                 name, party, votes = _candidate(check, number, entry)
         else:
             name, party, votes = _candidate(check, number, entry)
-        if (name, party) in seen:
-            raise check.fail(f"candidate {number} ({name}, {party}) is listed twice")
-        seen.add((name, party))
-        candidates.append(Candidate(name, party, votes))
+        key = candidate_key(name, party)
+        if key in listed:
+            raise check.fail(_listed_twice(number, name, party, ranking, key))
+        candidate = listed[key] = Candidate(name, party, votes)
+        ranking.append((-votes, key, candidate))
         total += votes
     if total > MAX_VOTES:
         raise check.fail(f"the candidates' votes add up to {total:,}, over {MAX_VOTES:,}")
-    # Stable: candidates tied on votes keep the feed's order.
-    ranked = tuple(sorted(candidates, key=_by_votes, reverse=True))
+    electorate = check.optional_int(document, "electorate")
+    _check_plausible(check, seat, total, electorate)
+    # One order however the feed listed them: by votes, then (for equal votes) by who they
+    # are, so that a resend listing tied candidates the other way round is the same result.
+    # The keys are unique, so the candidates themselves are never compared.
+    ranking.sort()
+    ranked = tuple([candidate for _, _, candidate in ranking])
     tied = len(ranked) > 1 and ranked[1].votes == ranked[0].votes
-    top = [c for c in ranked if c.votes == ranked[0].votes] if tied else [ranked[0]]
     named = document.get("winner")
     if named is None:
-        if len(top) > 1:
+        if tied:
+            top = [c for c in ranked if c.votes == ranked[0].votes]
             names = " and ".join(f"{c.name} ({c.party})" for c in top)
             raise check.fail(f"tie on {ranked[0].votes} votes between {names}: name the 'winner'")
         winner = ranked[0]
     else:
         if not isinstance(named, dict):
             raise check.fail("'winner' must be an object {name, party}")
-        key = (check.text(named, "name", "winner: "), check.party(named, "winner: "))
-        matches = [c for c in top if (c.name, c.party) == key]
-        if not matches:
-            raise check.fail(f"winner {key[0]} ({key[1]}) is not among the top-polling candidates")
-        winner = matches[0]
+        name, party = check.text(named, "name", "winner: "), check.party(named, "winner: ")
+        match = listed.get(candidate_key(name, party))
+        if match is None or match.votes != ranked[0].votes:
+            raise check.fail(f"winner {name} ({party}) is not among the top-polling candidates")
+        winner = match
         # The elected candidate leads the table even when the lot broke a tie.
         ranked = (winner, *(c for c in ranked if c is not winner))
     return Declaration(
@@ -247,9 +256,38 @@ def _declaration(check: _Checker, document: dict[str, Any]) -> Declaration:
         candidates=ranked,
         winner=winner,
         declared_at=check.timestamp(document, "declared_at"),
-        electorate=check.optional_int(document, "electorate"),
+        electorate=electorate,
         revision=check.optional_int(document, "revision"),
     )
+
+
+def _listed_twice(
+    number: int,
+    name: str,
+    party: str,
+    earlier: list[tuple[int, tuple[str, str], Candidate]],
+    key: tuple[str, str],
+) -> str:
+    first, first_name = next((n, c.name) for n, (_, k, c) in enumerate(earlier, 1) if k == key)
+    reason = f"candidate {number} ({name}, {party}) is listed twice, as candidate {first}"
+    if first_name != name:
+        reason += " (names are compared ignoring case, spacing and Unicode form)"
+    return reason
+
+
+def _check_plausible(check: _Checker, seat: str, valid: int, electorate: int | None) -> None:
+    """Refuse more valid votes than the seat has electors: the event's electorate, else the
+    definition's. An electorate of 0 is not known (no turnout is shown) and not checked."""
+    if electorate is None:
+        electorate, whose = check.election.constituencies[seat].electorate, "the definition's"
+    else:
+        whose = "the event's"
+    if electorate and valid > electorate:
+        name = check.election.constituencies[seat].name
+        raise check.fail(
+            f"{valid:,} valid votes in {name} ({seat}) are more than its electorate of "
+            f"{electorate:,} ({whose})"
+        )
 
 
 def _candidate(check: _Checker, number: int, entry: object) -> tuple[str, str, int]:
@@ -267,9 +305,6 @@ def _candidate(check: _Checker, number: int, entry: object) -> tuple[str, str, i
     if votes > MAX_VOTES:
         raise check.fail(f"candidate {number} has {votes:,} votes, over {MAX_VOTES:,}")
     return name, party, votes
-
-
-_by_votes = attrgetter("votes")
 
 
 def _flash(check: _Checker, document: dict[str, Any]) -> Flash:

@@ -13,6 +13,8 @@ from typing import Any
 
 from service.core.election import Area, Constituency, Election
 from service.core.events import Candidate, Declaration
+from service.core.identity import same_candidates, same_instant, same_name
+from service.core.majorities import add_majorities, update_majorities, working_majority
 
 State = dict[str, Any]
 
@@ -37,17 +39,19 @@ class SeatRecord:
         return () if self.declaration is None else self.declaration.candidates
 
     def same_result(self, other: SeatRecord) -> bool:
-        """Equal in everything a client sees.
+        """Equal in everything a client sees, however each was written.
 
-        The declaration's own revision and time are bookkeeping: the record's ``declared_at``
-        is the one shown, and a resend with a new revision is not a correction.
+        Names are compared as ``identity.same_name`` says and times as instants: a resend
+        spelled another way is a repeat, and the spelling first shown stays. The
+        declaration's own revision and time are bookkeeping: the record's ``declared_at`` is
+        the one shown, and a resend with a new revision is not a correction.
         """
         return (
             self.status == other.status
-            and self.winner_name == other.winner_name
             and self.winner_party == other.winner_party
-            and self.candidates == other.candidates
-            and self.declared_at == other.declared_at
+            and same_name(self.winner_name, other.winner_name)
+            and same_candidates(self.candidates, other.candidates)
+            and same_instant(self.declared_at, other.declared_at)
             and self.electorate == other.electorate
         )
 
@@ -240,6 +244,7 @@ def national_state(election: Election, totals: Totals, exit_poll: State | None) 
     if exit_poll is not None:
         state["exit_poll"] = exit_poll
     state["parties"] = parties
+    add_majorities(election, totals.seats, state)
     return state
 
 
@@ -250,6 +255,7 @@ def update_national(election: Election, totals: Totals, state: State) -> State:
     ``national_headline``, compared one by one rather than built and diffed.
     """
     patch: State = {}
+    was_majority_party = state.get("majority_party")
     declared = totals.declared
     if state["declared"] != declared:
         patch["declared"] = state["declared"] = declared
@@ -266,6 +272,7 @@ def update_national(election: Election, totals: Totals, state: State) -> State:
     parties = totals.update_parties(state["parties"], election.majority)
     if parties:
         patch["parties"] = parties
+    update_majorities(election, totals.seats, state, patch, was_majority_party)
     return patch
 
 
@@ -278,6 +285,11 @@ def national_headline(election: Election, totals: Totals) -> State:
         "election": election.id,
         "total_seats": election.total_seats,
         "majority": election.majority,
+    }
+    working = working_majority(election, totals.seats)
+    if working is not None:
+        state["working_majority"] = working
+    state |= {
         "declared": totals.declared,
         "seats_to_declare": election.total_seats - totals.declared,
     }

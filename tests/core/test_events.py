@@ -331,7 +331,8 @@ def test_a_seat_can_count_up_to_a_trillion_votes(
     candidates: tuple[tuple[str, str, int], ...],
 ) -> None:
     # Totals of such counts still fit the 64-bit integers of JSON encoders.
-    event = decode_event(orjson.dumps(declaration("N1", *candidates)), tiny_election(), ENTRY)
+    document = declaration("N1", *candidates, electorate=MAX_VOTES)
+    event = decode_event(orjson.dumps(document), tiny_election(), ENTRY)
 
     assert isinstance(event, Declaration)
     assert sum(c.votes for c in event.candidates) == MAX_VOTES == 10**12

@@ -47,6 +47,8 @@ REAL = settings(
 )
 
 NAMES = ("Ana", "Ben", "Cy", "Dee")
+MOST_VOTES = 30
+"""A candidate's most votes in the small elections: ties are common."""
 TIMES = ("2031-05-01T23:00:00+12:00", "2031-05-02T01:15:00+12:00")
 
 
@@ -76,7 +78,7 @@ def small_elections(draw: st.DrawFn) -> Election:
                 "name": f"Seat {number}",
                 "region": draw(st.sampled_from(["Nord", "Süd", "Île Est"])),
                 "nation": draw(st.sampled_from(["Upland", "Lowland"])),
-                "electorate": draw(st.integers(0, 200)),
+                "electorate": draw(_electorate()),
                 "previous": draw(st.sampled_from(parties)),
             }
         )
@@ -89,7 +91,19 @@ def small_elections(draw: st.DrawFn) -> Election:
     majority = draw(st.none() | st.integers(1, len(seats)))
     if majority is not None:
         definition["majority"] = majority
+    non_voting = draw(st.none() | st.integers(0, len(seats) - 1))
+    if non_voting is not None:
+        definition["non_voting_seats"] = non_voting
+    abstaining = draw(st.none() | st.lists(st.sampled_from(parties), unique=True, max_size=2))
+    if abstaining is not None:
+        definition["abstaining_parties"] = abstaining
     return parse_election(definition)
+
+
+def _electorate() -> st.SearchStrategy[int]:
+    """0 (not known) or enough for any count drawn here; test_one_result tests the rule that
+    valid votes may not exceed it."""
+    return st.just(0) | st.integers(4 * MOST_VOTES, 200)
 
 
 def _revision() -> st.SearchStrategy[int | None]:
@@ -131,14 +145,14 @@ def small_events(draw: st.DrawFn, election: Election) -> Document:
     if kind == "declaration":
         people = draw(st.lists(st.tuples(st.sampled_from(NAMES), party), min_size=1, max_size=4))
         people = list(dict.fromkeys(people))  # a candidate is a name and a party, once
-        candidates = [(n, p, draw(st.integers(0, 30))) for n, p in people]  # ties are common
+        candidates = [(n, p, draw(st.integers(0, MOST_VOTES))) for n, p in people]
         return _declaration(
             seat,
             candidates,
             draw(st.integers(0, 3)),
             revision=revision,
             declared_at=draw(st.none() | st.sampled_from(TIMES)),
-            electorate=draw(st.none() | st.integers(0, 200)),
+            electorate=draw(st.none() | _electorate()),
         )
     if kind == "flash":
         winner = {"name": draw(st.sampled_from(NAMES)), "party": draw(party)}
@@ -432,6 +446,27 @@ class Checked:
             )
         else:
             assert not {"leader", "seats_to_majority", "majority_party"} & set(national)
+        self._check_majorities(national)
+
+    def _check_majorities(self, national: Document) -> None:
+        """The working majority by its formula; the overall majority on the majority party."""
+        election, parties = self.election, national["parties"]
+        if election.has_working_majority:
+            abstaining = sum(parties[code]["seats"] for code in election.abstaining_parties or ())
+            voting = election.total_seats - (election.non_voting_seats or 0) - abstaining
+            working = voting // 2 + 1
+            assert national["working_majority"] == working
+            for entry in parties.values():
+                assert entry["seats_to_working_majority"] == max(0, working - entry["seats"])
+        else:
+            assert "working_majority" not in national
+            assert not any("seats_to_working_majority" in entry for entry in parties.values())
+        leading = national.get("majority_party")
+        for code, entry in parties.items():
+            if code == leading:
+                assert entry["overall_majority"] == 2 * entry["seats"] - election.total_seats
+            else:
+                assert "overall_majority" not in entry
 
     def check_nothing_is_null_and_nothing_emitted_changed(self) -> None:
         nulls = [path for path, value in walk(self._states()) if value is None]

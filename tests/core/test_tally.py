@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from service.core.election import parse_election
 from service.core.events import InvalidEvent, validate_event
 from service.core.seq import ZERO, Seq
 from service.core.tally import (
@@ -27,6 +28,7 @@ from tests.core.builders import (
     flash,
     retraction,
     status,
+    tiny_definition,
     tiny_election,
     walk,
 )
@@ -202,7 +204,7 @@ def test_a_declaration_is_announced_on_the_declarations_channel() -> None:
         ([N1_KIW], "declaration", "Kiwi Party hold Nordhaven, majority 200"),
         ([S1_MOA_GAIN], "declaration", "Moa Movement gain Lowmere from Tui Alliance, majority 300"),
         (
-            [declaration("S1", ("Gus", "MOA", 12_400), ("Hal", "TUI", 55))],
+            [declaration("S1", ("Gus", "MOA", 12_400), ("Hal", "TUI", 55), electorate=20_000)],
             "declaration",
             "Moa Movement gain Lowmere from Tui Alliance, majority 12,345",
         ),
@@ -227,9 +229,9 @@ def test_a_declaration_is_announced_on_the_declarations_channel() -> None:
             "Correction: Kiwi Party hold Nordhaven, majority 150",
         ),
         (
-            [N1_KIW, declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500))],
+            [N1_KIW, declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480))],
             "correction",
-            "Correction: Tui Alliance gain Nordhaven from Kiwi Party, majority 20",
+            "Correction: Tui Alliance gain Nordhaven from Kiwi Party, majority 40",
         ),
         (
             [N1_KIW, retraction("N1", reason="figures were for Südfeld")],
@@ -327,7 +329,7 @@ def test_a_correction_moves_the_seat_and_both_parties_totals_and_is_counted() ->
     desk = Desk(tiny_election())
     desk.send_all([N1_KIW, S1_MOA_GAIN])
 
-    applied = desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500)))
+    applied = desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480)))
 
     seat = desk.tally.state("constituency:N1")
     assert seat["winner"] == {"name": "Ben", "party": "TUI"}
@@ -339,24 +341,31 @@ def test_a_correction_moves_the_seat_and_both_parties_totals_and_is_counted() ->
         "TUI": (1, 0),
         "MOA": (1, 1),
     }
-    assert {p: national[p]["votes"] for p in national} == {"KIW": 500, "TUI": 620, "MOA": 400}
+    assert {p: national[p]["votes"] for p in national} == {"KIW": 480, "TUI": 620, "MOA": 400}
     assert by_channel(applied)[NATIONAL].patch == {
         "leader": "TUI",
         "parties": {
-            "KIW": {"seats": 0, "losses": 1, "net": -1, "share": 32.89, "seats_to_majority": 2},
+            "KIW": {
+                "seats": 0,
+                "losses": 1,
+                "net": -1,
+                "votes": 480,
+                "share": 32.0,
+                "seats_to_majority": 2,
+            },
             "TUI": {
                 "seats": 1,
                 "gains": 1,
                 "net": 0,
                 "votes": 620,
-                "share": 40.79,
+                "share": 41.33,
                 "seats_to_majority": 1,
             },
-            "MOA": {"votes": 400, "share": 26.32},  # Cy's 200 votes are gone
+            "MOA": {"votes": 400, "share": 26.67},  # Cy's 200 votes are gone
         },
     }
 
-    desk.send(declaration("N1", ("Ben", "TUI", 521), ("Ana", "KIW", 500)))
+    desk.send(declaration("N1", ("Ben", "TUI", 519), ("Ana", "KIW", 480)))
 
     assert desk.tally.state("constituency:N1")["corrections"] == 2
 
@@ -400,7 +409,7 @@ def test_a_repeat_without_the_time_or_electorate_given_the_first_time_changes_no
 
 
 STALE_EVENTS = [
-    declaration("N1", ("Ben", "TUI", 900), ("Ana", "KIW", 500)),
+    declaration("N1", ("Ben", "TUI", 600), ("Ana", "KIW", 400)),
     flash("N1", "Ben", "TUI"),
     status("N1", "recount"),
     retraction("N1"),
@@ -509,7 +518,7 @@ def test_a_retraction_returns_the_seat_to_awaiting_and_the_totals_revert() -> No
     desk.send(S1_MOA_GAIN)
     without = snapshot(desk.tally)
     desk.send(N1_KIW)
-    desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500)))
+    desk.send(declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480)))
 
     applied = desk.send(retraction("N1", reason="wrong seat"))
 
@@ -617,7 +626,7 @@ ASSORTED = [
     flash("S1", "Gus", "MOA"),
     N1_KIW,
     status("N2", "recount"),
-    declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 500)),
+    declaration("N1", ("Ben", "TUI", 520), ("Ana", "KIW", 480)),
     retraction("S1"),
     N2_KIW_GAIN,
     flash("S1", "Hal", "TUI"),
@@ -710,6 +719,7 @@ def test_the_majority_party_appears_at_the_majority_and_goes_when_it_is_lost() -
                 "net": 0,
                 "votes": 500,
                 "seats_to_majority": 1,
+                "overall_majority": None,
             },  # 1,100 of 2,200 votes and 500 of 1,000: the same 50% share
             "TUI": {"losses": 0, "net": 0, "votes": 300, "share": 30.0},
             "MOA": {"votes": 200, "share": 20.0},
@@ -778,3 +788,91 @@ def test_the_incremental_states_equal_a_recomputation_after_assorted_events() ->
 
     states = {ch: desk.tally.state(ch) for ch in desk.tally.channels() if ch != DECLARATIONS}
     assert desk.tally.recompute() == states
+
+
+def working_election(non_voting: int | None = 0, abstaining: list[str] | None = None) -> Desk:
+    """The tiny election with a working majority: five seats, TUI taking none it wins."""
+    definition = tiny_definition()
+    template = definition["constituencies"][0]
+    definition["constituencies"] += [{**template, "id": f"X{n}"} for n in range(2)]
+    if non_voting is not None:
+        definition["non_voting_seats"] = non_voting
+    if abstaining is not None:
+        definition["abstaining_parties"] = abstaining
+    return Desk(parse_election(definition))
+
+
+def test_the_working_majority_falls_as_an_abstaining_party_wins_and_rises_on_withdrawal() -> None:
+    desk = working_election(non_voting=1, abstaining=["TUI"])
+    national = desk.tally.state(NATIONAL)
+    assert national["working_majority"] == 3  # (5 - 1) // 2 + 1
+    assert national["parties"]["KIW"]["seats_to_working_majority"] == 3
+
+    applied = desk.send(declaration("N2", ("Eli", "TUI", 480), ("Dora", "KIW", 300)))
+
+    assert desk.tally.state(NATIONAL)["working_majority"] == 2  # (5 - 1 - 1) // 2 + 1
+    patch = by_channel(applied)[NATIONAL].patch
+    assert patch is not None
+    assert patch["working_majority"] == 2
+    assert {
+        code: entry["seats_to_working_majority"] for code, entry in patch["parties"].items()
+    } == {
+        "KIW": 2,
+        "TUI": 1,
+        "MOA": 2,
+    }
+
+    desk.send(retraction("N2"))
+    assert desk.tally.state(NATIONAL)["working_majority"] == 3
+
+
+def test_a_party_that_does_not_abstain_leaves_the_working_majority_where_it_was() -> None:
+    desk = working_election(non_voting=1, abstaining=["TUI"])
+
+    applied = desk.send(N1_KIW)
+
+    patch = by_channel(applied)[NATIONAL].patch
+    assert patch is not None
+    assert "working_majority" not in patch
+    assert patch["parties"]["KIW"]["seats_to_working_majority"] == 2
+    assert "seats_to_working_majority" not in patch["parties"].get("TUI", {})
+
+
+@pytest.mark.parametrize(
+    ("non_voting", "abstaining", "working"),
+    [(0, None, 3), (None, [], 3), (2, None, 2), (4, ["TUI"], 1)],
+)
+def test_either_field_alone_gives_a_working_majority(
+    non_voting: int | None, abstaining: list[str] | None, working: int
+) -> None:
+    national = working_election(non_voting, abstaining).tally.state(NATIONAL)
+
+    assert national["working_majority"] == working
+
+
+def test_without_either_field_there_is_no_working_majority() -> None:
+    national = Desk(tiny_election()).tally.state(NATIONAL)
+
+    assert "working_majority" not in national
+    assert not any("seats_to_working_majority" in e for e in national["parties"].values())
+
+
+def test_the_overall_majority_moves_to_a_new_majority_party() -> None:
+    desk = working_election()
+    kiwi_seats = [("N1", "Ana"), ("N2", "Bo"), ("S1", "Cy")]
+    for seat, name in kiwi_seats:
+        desk.send(declaration(seat, (name, "KIW", 500), ("Ben", "TUI", 300)))
+    assert desk.tally.state(NATIONAL)["parties"]["KIW"]["overall_majority"] == 1  # 3 against 2
+
+    for seat, name in kiwi_seats:
+        applied = desk.send(declaration(seat, (name, "TUI", 500), ("Ben", "KIW", 300)))
+    for seat in ("X0", "X1"):
+        applied = desk.send(declaration(seat, ("Di", "TUI", 500), ("Ed", "KIW", 300)))
+
+    national = desk.tally.state(NATIONAL)
+    assert national["majority_party"] == "TUI"
+    assert national["parties"]["TUI"]["overall_majority"] == 5
+    assert "overall_majority" not in national["parties"]["KIW"]
+    patch = by_channel(applied)[NATIONAL].patch
+    assert patch is not None
+    assert patch["parties"]["TUI"]["overall_majority"] == 5

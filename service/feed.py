@@ -269,7 +269,8 @@ class Feed:
                 event = decode_event(raw, self.election, str(seq))
                 applied = self.tally.apply(seq, event, quiet=self.quiet)
             except InvalidEvent as exc:
-                self.tally.seq = max(self.tally.seq, seq)
+                if seq > self.tally.seq:  # refused before the tally read it
+                    self.tally.skip(seq)
                 self.last_id = seq
                 rejection = Rejection(seq, str(exc), raw if raw is not None else b"")
                 self.pending_rejections.append(rejection)

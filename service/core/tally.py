@@ -31,7 +31,7 @@ from service.core.events import (
 )
 from service.core.feed_check import check_patch, feed_check
 from service.core.headline import headline
-from service.core.seq import ZERO, Seq
+from service.core.seq import ZERO, Entries, Seq
 from service.core.views import (
     SeatRecord,
     State,
@@ -123,6 +123,8 @@ class Tally:
     def __init__(self, election: Election) -> None:
         self.election = election
         self.seq = ZERO
+        self.entries = Entries()
+        """Every entry read (applied, stale or refused): the seqs a client may resume from."""
         parties = tuple(election.parties)
         self._seats: dict[str, SeatRecord] = dict.fromkeys(election.constituencies, SeatRecord())
         self._national = Totals(parties)
@@ -201,6 +203,7 @@ class Tally:
             raise ValueError(f"entry {seq} is not after the last applied entry {self.seq}")
         # The position advances even when the event is refused: it has been read.
         self.seq = seq
+        self.entries.add(seq)
         if quiet:
             self._unsettled = True
         if isinstance(event, ExitPoll):
@@ -208,6 +211,14 @@ class Tally:
         if isinstance(event, StateOfParties):
             return self._apply_state_of_parties(seq, event, quiet)
         return self._apply_seat_event(seq, event, quiet)
+
+    def skip(self, seq: Seq) -> None:
+        """Stream entry ``seq`` was read but holds no event (it was rejected): the position
+        advances, and nothing else changes."""
+        if seq <= self.seq:
+            raise ValueError(f"entry {seq} is not after the last applied entry {self.seq}")
+        self.seq = seq
+        self.entries.add(seq)
 
     def settle(self) -> tuple[Change, ...]:
         """Build every state afresh from the records and totals, after quiet applies.

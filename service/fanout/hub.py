@@ -304,7 +304,8 @@ class Hub:
         changes were delivered to the members: nothing can fall between the answer and the
         deltas that follow it, nor arrive twice."""
         placed = None
-        if since is not None:
+        if since is not None and (since == ZERO or since in self.tally.entries):
+            # Not an entry read here (made up, or lost in a failover): it cannot be placed.
             placed = self.history.place(channel, since, self.tally.channel_seq(channel))
         if channel == NATIONAL and self.embargo.seen and not subscriber.sees_embargoed:
             placed = None  # the history holds what this client may not have seen

@@ -88,7 +88,8 @@ def rejected_ids(election: Election, ids: list[str], events: list[str]) -> list[
         try:
             tally.apply(Seq.parse(entry), decode_event(raw, election, entry))
         except InvalidEvent:
-            tally.seq = Seq.parse(entry)
+            if Seq.parse(entry) > tally.seq:
+                tally.skip(Seq.parse(entry))
             refused.append(entry)
     return refused
 

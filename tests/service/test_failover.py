@@ -198,6 +198,14 @@ async def test_an_instance_whose_last_entries_a_failover_lost_rebuilds_and_equal
                         await follower.take()
                 assert follower.declarations == 30
                 before = await states(service)
+                # A client that left holding a lost entry's seq cannot resume from it.
+                async with connect(service) as late:
+                    hello = await late.receive()
+                    await late.subscribe(
+                        "national", since={"national": lost[-1]}, epoch=hello["epoch"]
+                    )
+                    answer = await late.receive()
+                    assert (answer["type"], answer["seq"]) == ("snapshot", rest["seq"])
             async with run_service(settings) as fresh:
                 assert await states(fresh) == before
             assert "exit_poll" not in before[0]["data"]

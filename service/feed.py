@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import (
@@ -68,23 +69,31 @@ class Rejection:
     raw: bytes
 
 
-@dataclass
-class FeedListener:
-    """What the reader tells the rest of the service; every callback is synchronous."""
+class FeedListener(Protocol):
+    """What the reader tells the rest of the service (service.runtime); all synchronous."""
 
-    applied: Callable[[Seq, Applied], None]
-    rejected: Callable[[Rejection], None]
-    reset: Callable[[Tally, Seq], None]
-    """The stream was begun again: a fresh tally and the new epoch."""
-    epoch_adopted: Callable[[Seq], None]
-    settled: Callable[[tuple[Change, ...]], None]
-    """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent;
-    with the latest declarations changes it made, for the history."""
-    ready: Callable[[], None]
-    batch_done: Callable[[], None]
-    """After each batch of entries read: the time to send what they changed."""
-    connected: Callable[[bool], None]
-    lag: Callable[[float], None]
+    def applied(self, seq: Seq, applied: Applied) -> None: ...
+
+    def rejected(self, rejection: Rejection) -> None: ...
+
+    def reset(self, tally: Tally, epoch: Seq) -> None:
+        """The stream was begun again, or rebuilt: a fresh tally and the (new) epoch."""
+
+    def epoch_adopted(self, epoch: Seq) -> None: ...
+
+    def settled(self, kept: tuple[Change, ...]) -> None:
+        """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent;
+        with the latest declarations changes it made, for the history."""
+
+    def caught_up(self) -> None:
+        """The stream as it stood when the reader (re)connected is applied."""
+
+    def batch_done(self) -> None:
+        """After each batch of entries read: the time to send what they changed."""
+
+    def reader_connected(self, connected: bool) -> None: ...
+
+    def lag(self, seconds: float) -> None: ...
 
 
 @dataclass
@@ -137,7 +146,7 @@ class Feed:
                 if self._progressed:
                     delay = BACKOFF_START
                 self.caught_up = False
-                self.listener.connected(False)
+                self.listener.reader_connected(False)
                 log.warning(
                     "Redis error after entry %s: %s; retrying in about %.1fs",
                     self.last_id,
@@ -187,7 +196,7 @@ class Feed:
                     await self.primary_check()
             if not self._progressed:
                 self._progressed = True
-                self.listener.connected(True)
+                self.listener.reader_connected(True)
             if first:
                 first_seq = Seq.parse(first[0][0])
                 if self.epoch == ZERO:
@@ -224,7 +233,7 @@ class Feed:
                     self.last_id,
                     self.epoch,
                 )
-                self.listener.ready()
+                self.listener.caught_up()
 
     def _begin_again(self, epoch: Seq) -> None:
         log.warning(

@@ -23,15 +23,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service.access import AccessDenied, Grant
+from service.access import Grant
 from service.caching import conditional, entity_tag
 from service.core.flat import CANDIDATE_SLOTS, Flat, flat_constituency, flat_latest, flat_national
 from service.core.tally import DECLARATIONS, NATIONAL, constituency_channel
 from service.fanout.hub import Hub
-from service.transport.admission import CATCHING_UP, token_from
+from service.http import channel_grant, error_response, withheld
 
 if TYPE_CHECKING:
-    from service.app import Runtime
+    from service.runtime import Runtime
 
 TEMPLATES = Path(__file__).parent / "static" / "graphics"
 MAX_SLOTS = 50
@@ -83,34 +83,19 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    body = orjson.dumps({"error": code, "message": message})
-    return Response(body, status_code=status, media_type="application/json")
-
-
 def _gate(request: Request, channel: str, what: str) -> Grant | Response:
-    """The caller's grant for ``channel``, or the error answer (as the REST API's)."""
-    runtime = _runtime(request)
-    if not runtime.ready:
-        return _error(503, "not_ready", CATCHING_UP)
-    token = token_from(request.headers.get("authorization"), request.query_params.get("token"))
-    try:
-        grant = runtime.access.grant(token)
-    except AccessDenied as exc:
-        return _error(401, "unauthorized", str(exc))
-    if not runtime.hub.tally.has_channel(channel):
-        return _error(404, "not_found", f"no such {what}")
-    if not grant.allows(channel):
-        return _error(403, "forbidden", f"your credential does not allow {channel}")
+    """The caller's grant for ``channel``, or the error answer (the REST API's own)."""
     if request.path_params["format"] not in RENDERERS:
-        return _error(404, "not_found", "no such format: ask for .json, .xml or .csv")
-    return grant
+        return error_response(404, "not_found", "no such format: ask for .json, .xml or .csv")
+    return channel_grant(request, channel, what)
 
 
 def _slots(request: Request) -> int | Response:
     raw = request.query_params.get("candidates", str(CANDIDATE_SLOTS))
     if not raw.isdigit() or not 0 <= int(raw) <= MAX_SLOTS:
-        return _error(400, "bad_request", f"'candidates' must be a number from 0 to {MAX_SLOTS}")
+        return error_response(
+            400, "bad_request", f"'candidates' must be a number from 0 to {MAX_SLOTS}"
+        )
     return int(raw)
 
 
@@ -121,9 +106,11 @@ def _answer(
     if isinstance(grant, Response):
         return grant
     runtime = _runtime(request)
-    hub = runtime.hub
-    withheld = channel == NATIONAL and not grant.embargoed and hub.embargo.active()
-    tag = entity_tag(hub.epoch, hub.tally.channel_seq(channel), withheld=withheld)
+    tag = entity_tag(
+        runtime.hub.epoch,
+        runtime.tally.channel_seq(channel),
+        withheld=withheld(runtime, channel, grant),
+    )
     render = RENDERERS[request.path_params["format"]]
     return conditional(request, tag, runtime.settings.cache_control, lambda: render(flatten(grant)))
 

@@ -30,7 +30,7 @@ from service.access import AccessDenied, Grant, bearer
 from service.core.events import InvalidEvent, validate_event
 
 if TYPE_CHECKING:
-    from service.app import Runtime
+    from service.runtime import Runtime
 
 log = logging.getLogger("seatcast.publish")
 

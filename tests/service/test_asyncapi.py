@@ -16,7 +16,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from service import app as service_app
+from service import http as service_http
 from tests.conftest import TIMEOUT
 from tests.service.conftest import NIGHT_2024, Client, RunningService, connect, xadd
 
@@ -26,7 +26,7 @@ CLIENT_OPS = {"subscribe", "unsubscribe", "ping"}
 
 
 def load_document() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(Path(service_app.ASYNCAPI).read_text())
+    document: dict[str, Any] = yaml.safe_load(Path(service_http.ASYNCAPI).read_text())
     return document
 
 

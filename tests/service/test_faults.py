@@ -21,8 +21,8 @@ import websockets
 from redis.exceptions import RedisError
 from websockets.exceptions import ConnectionClosed
 
-from service.app import STOP_GRACE, stop_feed
 from service.embedded import EmbeddedRedis
+from service.runtime import STOP_GRACE, stop_feed
 from service.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.service.conftest import NIGHT_2024, connect, run_service, xadd

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from service.core.election import Election
 from service.core.events import FIGURES, StateOfParties
-from service.core.views import SeatRecord, State
+from service.core.records import SeatRecord, State
 
 
 def feed_check(election: Election, seats: Mapping[str, SeatRecord], event: StateOfParties) -> State:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.core.election import Election
-from service.core.views import State
+from service.core.records import State
 
 
 def headline(election: Election, kind: str, seat: State, reason: str | None = None) -> str:

@@ -31,19 +31,17 @@ from service.core.events import (
 )
 from service.core.feed_check import check_patch, feed_check
 from service.core.headline import headline
+from service.core.records import SeatRecord, State, vote_moves
 from service.core.seq import ZERO, Entries, Seq
-from service.core.views import (
-    SeatRecord,
-    State,
-    Totals,
+from service.core.states import (
     area_state,
     constituency_state,
     iso_from_ms,
     national_state,
     update_area,
     update_national,
-    vote_moves,
 )
+from service.core.totals import Totals
 
 NATIONAL = "national"
 DECLARATIONS = "declarations"

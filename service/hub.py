@@ -20,7 +20,7 @@ import orjson
 from websockets.frames import Frame, Opcode
 
 from service.core.seq import ZERO, Seq
-from service.core.tally import DECLARATIONS, NATIONAL, Change, Tally
+from service.core.tally import LOG_CHANNELS, NATIONAL, Change, Tally
 
 # Close codes (RFC 6455 and the IANA registry), as DESIGN.md guarantee 7 names them.
 CLOSE_GOING_AWAY = 1001
@@ -284,7 +284,7 @@ class Hub:
         ``at_once_unless``: send at once to members with nothing queued that follow none of
         these channels (the batch's other changes); None: queue for every member.
         """
-        is_log = channel == DECLARATIONS
+        is_log = channel in LOG_CHANNELS
         size = len(message)
         sent = 0
         dirty = self._dirty
@@ -312,8 +312,8 @@ class Hub:
                 dirty.add(subscriber)
                 sent += 1
             elif is_log:
-                # Nothing on the declarations log may be dropped silently: the client is
-                # closed, reconnects and resumes with 'since'.
+                # Nothing on a log (declarations, posts) may be dropped silently: the
+                # client is closed, reconnects and resumes with 'since'.
                 self._on_slow_close()
                 subscriber.close(CLOSE_TRY_LATER, "too far behind: resume with 'since'")
                 self.disconnect(subscriber)

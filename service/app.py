@@ -27,6 +27,7 @@ from service import collector
 from service.access import Access, AccessDenied, Grant, bearer
 from service.connection import CATCHING_UP, NOT_READY_WAIT, serve_websocket
 from service.core.election import Election, load_election
+from service.core.posts import POSTS
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally, constituency_channel
 from service.feed import Feed, FeedListener, Rejection
@@ -197,6 +198,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             Route("/api/election", election_info),
             Route("/api/national", national),
             Route("/api/declarations", declarations),
+            Route("/api/posts", posts),
             Route("/api/constituencies", constituencies),
             Route("/api/constituencies/{id}", constituency),
             Route("/api/regions", functools.partial(areas, kind="region")),
@@ -300,6 +302,25 @@ async def national(request: Request) -> Response:
 
 async def declarations(request: Request) -> Response:
     return channel_response(request, "declarations", "channel")
+
+
+async def posts(request: Request) -> Response:
+    """The posts log's snapshot; with ``?constituency=<id>``, every post about that seat."""
+    seat_id = request.query_params.get("constituency")
+    if seat_id is None:
+        return channel_response(request, POSTS, "channel")
+    if (refusal := not_ready(request)) is not None:
+        return refusal
+    grant = request_grant(request)
+    if isinstance(grant, Response):
+        return grant
+    tally = _runtime(request).hub.tally
+    if not grant.allows(POSTS):
+        return error_response(403, "forbidden", f"your credential does not allow {POSTS}")
+    if seat_id not in tally.election.constituencies:
+        return not_found(f"constituency {seat_id!r}")
+    seq = str(tally.channel_seq(POSTS))
+    return json_response({"seq": seq, "data": {"posts": tally.posts_about(seat_id)}})
 
 
 async def constituency(request: Request) -> Response:

@@ -187,8 +187,12 @@ async def test_a_stalled_client_on_posts_is_closed_with_1013_not_silently_skippe
             ids = await xadd_many(redis, service.settings.stream, posts)
             await caught_up(service, ids[-1])
             # It reads again: what was queued for it, then the close, never a skipped post.
+            prev = (orjson.loads(await slow.recv()))["seq"]  # the snapshot
             with contextlib.suppress(ConnectionClosed):
                 async with asyncio.timeout(TIMEOUT):
                     while True:
-                        await slow.recv()
+                        event = orjson.loads(await slow.recv())
+                        assert event["prev"] == prev
+                        prev = event["seq"]
             assert slow.close_code == 1013
+            assert prev != ids[-1]

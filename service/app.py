@@ -8,7 +8,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,13 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from service import collector
+from service import collector, graphics
 from service.access import Access, AccessDenied, Grant, bearer
+from service.caching import conditional, entity_tag
 from service.connection import CATCHING_UP, NOT_READY_WAIT, serve_websocket
 from service.core.election import Election, load_election
 from service.core.posts import POSTS
-from service.core.seq import Seq
+from service.core.seq import ZERO, Seq
 from service.core.tally import Applied, Tally, constituency_channel
 from service.feed import Feed, FeedListener, Rejection
 from service.hub import CLOSE_TRY_LATER, Hub
@@ -209,6 +210,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/asyncapi.yaml", asyncapi),
+            Mount("/graphics", routes=graphics.routes()),
             WebSocketRoute("/ws", websocket),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
@@ -262,8 +264,23 @@ def channel_response(request: Request, channel: str, what: str) -> Response:
         return not_found(what)
     if not grant.allows(channel):
         return error_response(403, "forbidden", f"your credential does not allow {channel}")
-    data = hub.public_state(channel, grant.embargoed)
-    return json_response({"seq": str(hub.tally.channel_seq(channel)), "data": data})
+    seq = hub.tally.channel_seq(channel)
+    withheld = channel == "national" and not grant.embargoed and hub.embargo_active()
+    return cached(
+        request,
+        seq,
+        lambda: {"seq": str(seq), "data": hub.public_state(channel, grant.embargoed)},
+        withheld=withheld,
+    )
+
+
+def cached(
+    request: Request, seq: Seq, body: Callable[[], Any], *, withheld: bool = False
+) -> Response:
+    """The JSON ``body()`` of what changed last at ``seq``, with the caching headers, or 304."""
+    runtime = _runtime(request)
+    tag = entity_tag(runtime.hub.epoch, seq, withheld=withheld)
+    return conditional(request, tag, runtime.settings.cache_control, lambda: json_response(body()))
 
 
 async def index(request: Request) -> Response:
@@ -289,7 +306,9 @@ async def election_info(request: Request) -> Response:
     }
     if election.attribution is not None:
         data["attribution"] = election.attribution
-    return json_response({"seq": str(tally.seq), "data": {**data, "parties": parties}})
+    return cached(
+        request, tally.seq, lambda: {"seq": str(tally.seq), "data": {**data, "parties": parties}}
+    )
 
 
 async def asyncapi(request: Request) -> Response:
@@ -319,8 +338,10 @@ async def posts(request: Request) -> Response:
         return error_response(403, "forbidden", f"your credential does not allow {POSTS}")
     if seat_id not in tally.election.constituencies:
         return not_found(f"constituency {seat_id!r}")
-    seq = str(tally.channel_seq(POSTS))
-    return json_response({"seq": seq, "data": {"posts": tally.posts_about(seat_id)}})
+    seq = tally.channel_seq(POSTS)
+    return cached(
+        request, seq, lambda: {"seq": str(seq), "data": {"posts": tally.posts_about(seat_id)}}
+    )
 
 
 async def constituency(request: Request) -> Response:
@@ -335,12 +356,18 @@ async def constituencies(request: Request) -> Response:
     if isinstance(grant, Response):
         return grant
     tally = _runtime(request).hub.tally
-    data = {
-        seat_id: tally.state(constituency_channel(seat_id))
+    allowed = [
+        constituency_channel(seat_id)
         for seat_id in tally.election.constituencies
         if grant.allows(constituency_channel(seat_id))
-    }
-    return json_response({"seq": str(tally.seq), "data": data})
+    ]
+    # The seats' last change, as a snapshot's seq is its channel's: what the tag names.
+    last = max((tally.channel_seq(channel) for channel in allowed), default=ZERO)
+    return cached(
+        request,
+        last,
+        lambda: {"seq": str(last), "data": {c.partition(":")[2]: tally.state(c) for c in allowed}},
+    )
 
 
 async def areas(request: Request, kind: str) -> Response:
@@ -350,7 +377,7 @@ async def areas(request: Request, kind: str) -> Response:
         slug: {"name": a.name, "constituencies": list(a.constituencies)}
         for slug, a in table.items()
     }
-    return json_response({"seq": str(tally.seq), "data": data})
+    return cached(request, tally.seq, lambda: {"seq": str(tally.seq), "data": data})
 
 
 async def area(request: Request, kind: str) -> Response:

@@ -46,6 +46,14 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     workers: int = 1
     """Independent service processes sharing the port (SO_REUSEPORT)."""
+    cache_control: str = "public, max-age=1, stale-while-revalidate=5"
+    """Cache-Control of every GET /api/... and /graphics/... answer."""
+    webhooks: str | None = None
+    """Comma-separated URLs, or ``@file`` (one a line): each receives the flat JSON of its
+    channel on each change."""
+    webhook_interval: float = 1.0
+    """Seconds between two requests to one webhook target, at least (changes coalesce)."""
+    webhook_timeout: float = 5.0
 
     @property
     def rejected(self) -> str:
@@ -76,6 +84,10 @@ _ENV = {
     "allowed_origins": "SEATCAST_ALLOWED_ORIGINS",
     "metrics_token": "SEATCAST_METRICS_TOKEN",
     "workers": "SEATCAST_WORKERS",
+    "cache_control": "SEATCAST_CACHE_CONTROL",
+    "webhooks": "SEATCAST_WEBHOOKS",
+    "webhook_interval": "SEATCAST_WEBHOOK_INTERVAL",
+    "webhook_timeout": "SEATCAST_WEBHOOK_TIMEOUT",
 }
 
 _HELP = {
@@ -102,6 +114,10 @@ _HELP = {
     "allowed_origins": "comma-separated browser origins allowed to open /ws (default: any)",
     "metrics_token": "bearer token that /metrics requires (default: none)",
     "workers": "independent service processes on one port (SO_REUSEPORT), each a core",
+    "cache_control": "Cache-Control of GET /api/... and /graphics/... answers",
+    "webhooks": "URLs that receive each change's flat JSON: comma-separated, or @FILE",
+    "webhook_interval": "least seconds between two requests to one webhook (changes coalesce)",
+    "webhook_timeout": "seconds a webhook request may take before it counts as failed",
 }
 
 

@@ -62,10 +62,19 @@ class Election:
     nations: Mapping[str, Area]
     attribution: str | None = None
     """The data's licence attribution, which displays must show (e.g. the OPL's)."""
+    non_voting_seats: int | None = None
+    """Seats whose members do not vote (a Speaker and deputies); None when not given."""
+    abstaining_parties: tuple[str, ...] | None = None
+    """Parties whose members do not take their seats; None when not given."""
 
     @property
     def total_seats(self) -> int:
         return len(self.constituencies)
+
+    @property
+    def has_working_majority(self) -> bool:
+        """The definition says who does not vote, so a working majority can be counted."""
+        return self.non_voting_seats is not None or self.abstaining_parties is not None
 
 
 def slugify(name: str) -> str:
@@ -151,6 +160,10 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
     attribution = document.get("attribution")
     if attribution is not None and not isinstance(attribution, str):
         raise fail("'attribution' must be a string")
+    non_voting = document.get("non_voting_seats")
+    if non_voting is not None and (not _is_int(non_voting) or not 0 <= non_voting < total):
+        raise fail(f"'non_voting_seats' must be an integer from 0 to {total - 1}")
+    abstaining = _abstaining_parties(document.get("abstaining_parties"), parties, fail)
     return Election(
         id=election_id,
         name=name,
@@ -160,7 +173,24 @@ def parse_election(document: Any, *, source: str = "<definition>") -> Election:
         regions=_areas(constituencies.values(), "region", fail),
         nations=_areas(constituencies.values(), "nation", fail),
         attribution=attribution,
+        non_voting_seats=non_voting,
+        abstaining_parties=abstaining,
     )
+
+
+def _abstaining_parties(
+    value: object, parties: Mapping[str, Party], fail: _Fail
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+        raise fail("'abstaining_parties' must be a list of party codes")
+    for code in value:
+        if code not in parties:
+            raise fail(f"'abstaining_parties': party {code!r} is not in 'parties'")
+    if len(set(value)) != len(value):
+        raise fail("'abstaining_parties' names a party twice")
+    return tuple(value)
 
 
 def _areas(seats: Iterable[Constituency], field: str, fail: _Fail) -> dict[str, Area]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from service.core.election import Area, Constituency, Election
 from service.core.events import Candidate, Declaration
+from service.core.majorities import add_majorities, update_majorities, working_majority
 
 State = dict[str, Any]
 
@@ -240,6 +241,7 @@ def national_state(election: Election, totals: Totals, exit_poll: State | None) 
     if exit_poll is not None:
         state["exit_poll"] = exit_poll
     state["parties"] = parties
+    add_majorities(election, totals.seats, state)
     return state
 
 
@@ -250,6 +252,7 @@ def update_national(election: Election, totals: Totals, state: State) -> State:
     ``national_headline``, compared one by one rather than built and diffed.
     """
     patch: State = {}
+    was_majority_party = state.get("majority_party")
     declared = totals.declared
     if state["declared"] != declared:
         patch["declared"] = state["declared"] = declared
@@ -266,6 +269,7 @@ def update_national(election: Election, totals: Totals, state: State) -> State:
     parties = totals.update_parties(state["parties"], election.majority)
     if parties:
         patch["parties"] = parties
+    update_majorities(election, totals.seats, state, patch, was_majority_party)
     return patch
 
 
@@ -278,6 +282,11 @@ def national_headline(election: Election, totals: Totals) -> State:
         "election": election.id,
         "total_seats": election.total_seats,
         "majority": election.majority,
+    }
+    working = working_majority(election, totals.seats)
+    if working is not None:
+        state["working_majority"] = working
+    state |= {
         "declared": totals.declared,
         "seats_to_declare": election.total_seats - totals.declared,
     }

@@ -48,6 +48,10 @@ PARTIES: dict[str, tuple[str, str]] = {
     "OTH": ("Other", "#AAAAAA"),
 }
 
+# The Speaker and three deputies do not vote; Sinn Féin's members do not take their seats.
+NON_VOTING_SEATS = 4
+ABSTAINING_PARTIES = ("SF",)
+
 # 2024 rows whose declaration_time_alt is clearly wrong (about 17:20 on Friday, while the Library
 # recorded them in the early morning): use declaration_time for these, as shared/data/README.md
 # advises.
@@ -273,6 +277,8 @@ def build_year(spec: Year, source: Path) -> tuple[dict[str, Any], list[dict[str,
         },
         "constituencies": constituencies,
         "majority": len(constituencies) // 2 + 1,
+        "non_voting_seats": NON_VOTING_SEATS,
+        "abstaining_parties": [code for code in ABSTAINING_PARTIES if code in used],
     }
 
     declarations.sort(key=lambda item: (item[0], item[1]))

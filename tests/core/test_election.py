@@ -115,6 +115,16 @@ DEFINITION_ERRORS = [
     ("majority as text", _set(_top, "majority", "2"), ["'majority'"]),
     ("majority as a float", _set(_top, "majority", 2.0), ["'majority'"]),
     ("majority as a bool", _set(_top, "majority", True), ["'majority'"]),
+    ("non-voting seats as text", _set(_top, "non_voting_seats", "4"), ["'non_voting_seats'"]),
+    ("negative non-voting seats", _set(_top, "non_voting_seats", -1), ["from 0 to 2"]),
+    ("every seat non-voting", _set(_top, "non_voting_seats", 3), ["from 0 to 2"]),
+    ("abstaining parties as text", _set(_top, "abstaining_parties", "TUI"), ["a list"]),
+    (
+        "unknown abstaining party",
+        _set(_top, "abstaining_parties", ["TUI", "XYZ"]),
+        ["'abstaining_parties'", "'XYZ'", "'parties'"],
+    ),
+    ("abstaining party twice", _set(_top, "abstaining_parties", ["MOA", "MOA"]), ["twice"]),
     ("region without letters", _set(_seat(0), "region", "!!"), ["N1", "region '!!'"]),
     (
         "two regions with one slug",
@@ -208,6 +218,19 @@ def test_a_given_majority_is_kept() -> None:
     assert parse_election(definition).majority == 3
 
 
+def test_the_working_majority_fields_are_kept_when_given_and_absent_otherwise() -> None:
+    definition = tiny_definition()
+    definition |= {"non_voting_seats": 1, "abstaining_parties": ["MOA"]}
+
+    given = parse_election(definition)
+    plain = parse_election(tiny_definition())
+
+    assert (given.non_voting_seats, given.abstaining_parties) == (1, ("MOA",))
+    assert given.has_working_majority
+    assert (plain.non_voting_seats, plain.abstaining_parties) == (None, None)
+    assert not plain.has_working_majority
+
+
 @pytest.mark.parametrize(
     ("name", "slug"),
     [
@@ -269,6 +292,7 @@ def test_a_tiny_election_with_made_up_parties_works_end_to_end(tmp_path: Path) -
         "votes": 1110,
         "share": 42.69,  # 1,110 of 2,600 valid votes
         "seats_to_majority": 0,
+        "overall_majority": 1,  # its 2 seats against the other 1
     }
     assert national["parties"]["TUI"]["net"] == -2
     assert national["parties"]["MOA"]["gains"] == 1

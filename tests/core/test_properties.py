@@ -88,6 +88,12 @@ def small_elections(draw: st.DrawFn) -> Election:
     majority = draw(st.none() | st.integers(1, len(seats)))
     if majority is not None:
         definition["majority"] = majority
+    non_voting = draw(st.none() | st.integers(0, len(seats) - 1))
+    if non_voting is not None:
+        definition["non_voting_seats"] = non_voting
+    abstaining = draw(st.none() | st.lists(st.sampled_from(parties), unique=True, max_size=2))
+    if abstaining is not None:
+        definition["abstaining_parties"] = abstaining
     return parse_election(definition)
 
 
@@ -401,6 +407,27 @@ class Checked:
             )
         else:
             assert not {"leader", "seats_to_majority", "majority_party"} & set(national)
+        self._check_majorities(national)
+
+    def _check_majorities(self, national: Document) -> None:
+        """The working majority by its formula; the overall majority on the majority party."""
+        election, parties = self.election, national["parties"]
+        if election.has_working_majority:
+            abstaining = sum(parties[code]["seats"] for code in election.abstaining_parties or ())
+            voting = election.total_seats - (election.non_voting_seats or 0) - abstaining
+            working = voting // 2 + 1
+            assert national["working_majority"] == working
+            for entry in parties.values():
+                assert entry["seats_to_working_majority"] == max(0, working - entry["seats"])
+        else:
+            assert "working_majority" not in national
+            assert not any("seats_to_working_majority" in entry for entry in parties.values())
+        leading = national.get("majority_party")
+        for code, entry in parties.items():
+            if code == leading:
+                assert entry["overall_majority"] == 2 * entry["seats"] - election.total_seats
+            else:
+                assert "overall_majority" not in entry
 
     def check_nothing_is_null_and_nothing_emitted_changed(self) -> None:
         nulls = [path for path, value in walk(self._states()) if value is None]

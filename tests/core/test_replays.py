@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from functools import cache
 from typing import Any
 
+import json_merge_patch
 import pytest
 
 from service.core.events import decode_event
@@ -164,3 +166,77 @@ def test_the_2019_night_gives_the_conservatives_365() -> None:
     assert state["parties"]["LAB"]["seats"] == 202
     assert state["majority_party"] == "CON"
     assert state["seats_to_majority"] == 0
+
+
+def national_after_each_change(name: str) -> list[dict[str, Any]]:
+    """The national state after each of its changes in the replay, as a client holds it."""
+    tally, changes = replay(name)
+    state = copy.deepcopy(Tally(bundled_election(name)).state(NATIONAL))
+    states = [copy.deepcopy(state)]
+    for change in changes:
+        if change.channel == NATIONAL:
+            state = json_merge_patch.merge(state, copy.deepcopy(change.patch))
+            states.append(copy.deepcopy(state))
+    assert state == tally.state(NATIONAL)
+    return states
+
+
+def test_the_2024_working_majority_is_324_until_sinn_fein_wins_a_seat_and_320_at_the_end() -> None:
+    states = national_after_each_change("uk-2024")
+
+    before_sinn_fein = [s for s in states if s["parties"]["SF"]["seats"] == 0]
+    assert before_sinn_fein
+    assert {s["working_majority"] for s in before_sinn_fein} == {324}
+    for state in states:
+        assert state["working_majority"] == (650 - 4 - state["parties"]["SF"]["seats"]) // 2 + 1
+    assert states[-1]["working_majority"] == 320
+
+
+def test_the_2024_night_ends_with_labours_overall_majority_of_172() -> None:
+    state = national("uk-2024")
+    parties = state["parties"]
+
+    assert parties["LAB"]["overall_majority"] == 172
+    assert [code for code, entry in parties.items() if "overall_majority" in entry] == ["LAB"]
+    assert parties["LAB"]["seats_to_working_majority"] == 0
+    assert parties["CON"]["seats_to_working_majority"] == 320 - 121
+
+
+def test_the_2024_overall_majority_appears_with_the_majority_party_and_follows_its_seats() -> None:
+    for state in national_after_each_change("uk-2024"):
+        leading = state.get("majority_party")
+        for code, entry in state["parties"].items():
+            assert ("overall_majority" in entry) == (code == leading)
+            assert entry["seats_to_working_majority"] == max(
+                0, state["working_majority"] - entry["seats"]
+            )
+        if leading is not None:
+            seats = state["parties"][leading]["seats"]
+            assert state["parties"][leading]["overall_majority"] == seats - (650 - seats)
+
+
+def test_the_2019_night_gives_a_working_majority_of_320_and_the_conservatives_80() -> None:
+    state = national("uk-2019")
+
+    assert state["working_majority"] == 320
+    assert state["parties"]["SF"]["seats"] == 7
+    assert state["parties"]["CON"]["overall_majority"] == 80
+    assert state["parties"]["CON"]["seats_to_working_majority"] == 0
+
+
+def test_the_2017_night_leaves_no_party_at_the_working_majority() -> None:
+    state = national("uk-2017")
+
+    assert state["working_majority"] == 320
+    assert state["parties"]["CON"]["seats_to_working_majority"] == 3
+    assert all(entry["seats_to_working_majority"] > 0 for entry in state["parties"].values())
+    assert not any("overall_majority" in entry for entry in state["parties"].values())
+
+
+@pytest.mark.parametrize("name", ["uk-2019", "uk-2017"])
+def test_the_earlier_replays_equal_a_recomputation(name: str) -> None:
+    tally, _ = replay(name)
+
+    assert tally.recompute() == {
+        channel: tally.state(channel) for channel in tally.channels() if channel != DECLARATIONS
+    }

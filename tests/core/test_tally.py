@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from service.core.election import parse_election
 from service.core.events import InvalidEvent, validate_event
 from service.core.seq import ZERO, Seq
 from service.core.tally import (
@@ -28,6 +29,7 @@ from tests.core.builders import (
     flash,
     retraction,
     status,
+    tiny_definition,
     tiny_election,
     walk,
 )
@@ -711,6 +713,7 @@ def test_the_majority_party_appears_at_the_majority_and_goes_when_it_is_lost() -
                 "net": 0,
                 "votes": 500,
                 "seats_to_majority": 1,
+                "overall_majority": None,
             },  # 1,100 of 2,200 votes and 500 of 1,000: the same 50% share
             "TUI": {"losses": 0, "net": 0, "votes": 300, "share": 30.0},
             "MOA": {"votes": 200, "share": 20.0},
@@ -779,3 +782,91 @@ def test_the_incremental_states_equal_a_recomputation_after_assorted_events() ->
 
     states = {ch: desk.tally.state(ch) for ch in desk.tally.channels() if ch not in LOG_CHANNELS}
     assert desk.tally.recompute() == states
+
+
+def working_election(non_voting: int | None = 0, abstaining: list[str] | None = None) -> Desk:
+    """The tiny election with a working majority: five seats, TUI taking none it wins."""
+    definition = tiny_definition()
+    template = definition["constituencies"][0]
+    definition["constituencies"] += [{**template, "id": f"X{n}"} for n in range(2)]
+    if non_voting is not None:
+        definition["non_voting_seats"] = non_voting
+    if abstaining is not None:
+        definition["abstaining_parties"] = abstaining
+    return Desk(parse_election(definition))
+
+
+def test_the_working_majority_falls_as_an_abstaining_party_wins_and_rises_on_withdrawal() -> None:
+    desk = working_election(non_voting=1, abstaining=["TUI"])
+    national = desk.tally.state(NATIONAL)
+    assert national["working_majority"] == 3  # (5 - 1) // 2 + 1
+    assert national["parties"]["KIW"]["seats_to_working_majority"] == 3
+
+    applied = desk.send(declaration("N2", ("Eli", "TUI", 480), ("Dora", "KIW", 300)))
+
+    assert desk.tally.state(NATIONAL)["working_majority"] == 2  # (5 - 1 - 1) // 2 + 1
+    patch = by_channel(applied)[NATIONAL].patch
+    assert patch is not None
+    assert patch["working_majority"] == 2
+    assert {
+        code: entry["seats_to_working_majority"] for code, entry in patch["parties"].items()
+    } == {
+        "KIW": 2,
+        "TUI": 1,
+        "MOA": 2,
+    }
+
+    desk.send(retraction("N2"))
+    assert desk.tally.state(NATIONAL)["working_majority"] == 3
+
+
+def test_a_party_that_does_not_abstain_leaves_the_working_majority_where_it_was() -> None:
+    desk = working_election(non_voting=1, abstaining=["TUI"])
+
+    applied = desk.send(N1_KIW)
+
+    patch = by_channel(applied)[NATIONAL].patch
+    assert patch is not None
+    assert "working_majority" not in patch
+    assert patch["parties"]["KIW"]["seats_to_working_majority"] == 2
+    assert "seats_to_working_majority" not in patch["parties"].get("TUI", {})
+
+
+@pytest.mark.parametrize(
+    ("non_voting", "abstaining", "working"),
+    [(0, None, 3), (None, [], 3), (2, None, 2), (4, ["TUI"], 1)],
+)
+def test_either_field_alone_gives_a_working_majority(
+    non_voting: int | None, abstaining: list[str] | None, working: int
+) -> None:
+    national = working_election(non_voting, abstaining).tally.state(NATIONAL)
+
+    assert national["working_majority"] == working
+
+
+def test_without_either_field_there_is_no_working_majority() -> None:
+    national = Desk(tiny_election()).tally.state(NATIONAL)
+
+    assert "working_majority" not in national
+    assert not any("seats_to_working_majority" in e for e in national["parties"].values())
+
+
+def test_the_overall_majority_moves_to_a_new_majority_party() -> None:
+    desk = working_election()
+    kiwi_seats = [("N1", "Ana"), ("N2", "Bo"), ("S1", "Cy")]
+    for seat, name in kiwi_seats:
+        desk.send(declaration(seat, (name, "KIW", 500), ("Ben", "TUI", 300)))
+    assert desk.tally.state(NATIONAL)["parties"]["KIW"]["overall_majority"] == 1  # 3 against 2
+
+    for seat, name in kiwi_seats:
+        applied = desk.send(declaration(seat, (name, "TUI", 500), ("Ben", "KIW", 300)))
+    for seat in ("X0", "X1"):
+        applied = desk.send(declaration(seat, ("Di", "TUI", 500), ("Ed", "KIW", 300)))
+
+    national = desk.tally.state(NATIONAL)
+    assert national["majority_party"] == "TUI"
+    assert national["parties"]["TUI"]["overall_majority"] == 5
+    assert "overall_majority" not in national["parties"]["KIW"]
+    patch = by_channel(applied)[NATIONAL].patch
+    assert patch is not None
+    assert patch["parties"]["TUI"]["overall_majority"] == 5

@@ -238,5 +238,5 @@ def test_the_earlier_replays_equal_a_recomputation(name: str) -> None:
     tally, _ = replay(name)
 
     assert tally.recompute() == {
-        channel: tally.state(channel) for channel in tally.channels() if channel != DECLARATIONS
+        channel: tally.state(channel) for channel in tally.channels() if channel not in LOG_CHANNELS
     }

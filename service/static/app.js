@@ -73,6 +73,7 @@ async function main() {
   });
 
   const night = new NightClock();
+  night.onChange = () => night.retime(document);
   const banner = new Banner($("#banner"), grouping(params, parties));
   live.watch("national", (message) => {
     night.begin(message.state.exit_poll?.published_at);

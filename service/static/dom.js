@@ -16,6 +16,32 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+// Text as nodes for h(), with a <wbr> every so often in a long unbroken run (a URL, or a
+// hostile "AAAA…"), so that it wraps inside its panel. CSS could break it anywhere, but the
+// browser then lays a 10,000-character run out in time that grows with its square.
+const LONG_RUN = /\S{41,}/gu;
+const graphemes = new Intl.Segmenter("en", { granularity: "grapheme" });
+export function breakable(text) {
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(LONG_RUN)) {
+    nodes.push(text.slice(last, match.index));
+    let chunk = "";
+    let length = 0;
+    for (const { segment } of graphemes.segment(match[0])) {
+      chunk += segment;
+      if (++length === 40) {
+        nodes.push(chunk, document.createElement("wbr"));
+        [chunk, length] = ["", 0];
+      }
+    }
+    nodes.push(chunk);
+    last = match.index + match[0].length;
+  }
+  nodes.push(text.slice(last));
+  return nodes.filter((node) => node !== "");
+}
+
 const numbers = new Intl.NumberFormat("en-GB");
 export const count = (value) => numbers.format(value);
 export const percent = (value) => `${value.toFixed(1)}%`;
@@ -47,11 +73,19 @@ const NIGHT_MS = 24 * 60 * 60 * 1000;
 export class NightClock {
   constructor() {
     this.start = null;
+    this.onChange = () => {}; // the start moved: times already shown may read otherwise
   }
 
   begin(iso) {
     const at = iso ? Date.parse(iso) : NaN;
-    if (!Number.isNaN(at) && (this.start === null || at < this.start)) this.start = at;
+    if (Number.isNaN(at) || (this.start !== null && at >= this.start)) return;
+    this.start = at;
+    this.onChange();
+  }
+
+  // Every <time datetime> under `root`, said again.
+  retime(root) {
+    for (const time of root.querySelectorAll("time[datetime]")) time.textContent = this.format(time.dateTime);
   }
 
   format(iso) {

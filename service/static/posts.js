@@ -3,7 +3,7 @@
 // markup), and dir="auto" keeps right-to-left text from reordering what is around it.
 
 import { compareSeq } from "./live.js";
-import { h } from "./dom.js";
+import { breakable, h } from "./dom.js";
 
 const SHOWN = 50;
 const KEPT_EVENTS = 200; // for a seat's posts fetched while events kept arriving
@@ -17,7 +17,7 @@ export function postItem(post, { night, seatName, onSeat, level = 3 }) {
     h("button", { type: "button", class: "seat-link", "data-constituency": id }, seatName(id) ?? id),
   );
   const long = post.body.length > LONG_BODY;
-  const body = h("div", { class: `post-body${long ? " folded" : ""}`, dir: "auto" }, post.body);
+  const body = h("div", { class: `post-body${long ? " folded" : ""}`, dir: "auto" }, breakable(post.body));
   const more = long ? h("button", { type: "button", class: "more", "aria-expanded": "false" }, "Read more") : null;
   more?.addEventListener("click", () => {
     const open = body.classList.toggle("folded") === false;
@@ -31,9 +31,9 @@ export function postItem(post, { night, seatName, onSeat, level = 3 }) {
       "p",
       { class: "post-meta" },
       h("time", { datetime: post.published_at }, night.format(post.published_at)),
-      byline ? h("span", { class: "byline", dir: "auto" }, byline) : null,
+      byline ? h("span", { class: "byline", dir: "auto" }, breakable(byline)) : null,
     ),
-    h(`h${level}`, { class: "post-title", dir: "auto" }, post.title),
+    h(`h${level}`, { class: "post-title", dir: "auto" }, breakable(post.title)),
     body,
     more,
     seats.length ? h("p", { class: "post-seats" }, "About ", seats) : null,
@@ -57,7 +57,6 @@ export class Coverage {
   }
 
   reset(recent) {
-    for (const post of recent) this.options.night.begin(post.published_at);
     this.posts = [...recent];
     this.render();
   }
@@ -74,7 +73,6 @@ export class Coverage {
       this.posts.push(post);
     }
     this.posts = this.posts.slice(-SHOWN);
-    this.options.night.begin(post.published_at);
     this.events = [...this.events, event].slice(-KEPT_EVENTS);
     this.render(kind === "withdrawal" ? null : post.id);
     for (const listener of this.listeners) listener(event);

@@ -232,7 +232,9 @@ export function renderSeat(root, seat, parties, night) {
   if (seat.majority !== undefined) fact("Majority", "majority", count(seat.majority));
   if (seat.turnout !== undefined) fact("Turnout", "turnout", percent(seat.turnout));
   fact("Electorate", "electorate", count(seat.electorate));
-  if (seat.declared_at) fact("Declared", "declared_at", night.format(seat.declared_at));
+  if (seat.declared_at) {
+    fact("Declared", "declared_at", h("time", { datetime: seat.declared_at }, night.format(seat.declared_at)));
+  }
   if (seat.corrections) fact("Corrections", "corrections", count(seat.corrections));
   parts.push(h("dl", { class: "facts" }, facts));
   if (seat.candidates) {

@@ -26,6 +26,7 @@ __all__ = [
     "Session",
     "State",
     "Update",
+    "follow_posts",
 ]
 
 State: TypeAlias = dict[str, Any]
@@ -102,21 +103,24 @@ Item: TypeAlias = Update | ConnectionState | ErrorMessage | Pong
 # --- the protocol's bookkeeping, without I/O -------------------------------------------------
 
 
+def follow_posts(posts: list[State], data: State) -> list[State]:
+    """The posts (oldest first) after one event of the posts log, as a new list: a post is
+    added last, a replacement takes its post's place, a withdrawal removes its post."""
+    post = data.get("post", {})
+    kept = [p for p in posts if p.get("id") != post.get("id")]
+    if data.get("kind") == "withdrawal":
+        return kept
+    if data.get("kind") == "replacement" and len(kept) < len(posts):
+        return [post if p.get("id") == post.get("id") else p for p in posts]
+    return [*kept, post]
+
+
 def _logged(channel: str, recent: list[State], data: State) -> list[State]:
     """A log's ``recent`` after one of its events (a new list).
 
-    The declarations log lists its events; the posts log lists the posts themselves, so a
-    replacement takes its post's place and a withdrawal removes it.
+    The declarations log lists its events; the posts log lists the posts themselves.
     """
-    if channel != "posts":
-        return [*recent, data]
-    post = data.get("post", {})
-    kept = [p for p in recent if p.get("id") != post.get("id")]
-    if data.get("kind") == "withdrawal":
-        return kept
-    if data.get("kind") == "replacement" and len(kept) < len(recent):
-        return [post if p.get("id") == post.get("id") else p for p in recent]
-    return [*kept, post]
+    return follow_posts(recent, data) if channel == "posts" else [*recent, data]
 
 
 def _order(seq: str) -> tuple[int, int]:

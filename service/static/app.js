@@ -26,10 +26,12 @@ function withToken(url) {
 }
 
 // GET a JSON document relative to the page, retrying (with backoff) until the service answers.
-async function getJSON(path) {
+// `cache: "no-cache"` asks the service even when the browser holds a fresh copy (the API may
+// be cached for a second): for what must be at least as new as the live channels.
+async function getJSON(path, { cache = "default" } = {}) {
   for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
     try {
-      const response = await fetch(withToken(new URL(path, document.baseURI)));
+      const response = await fetch(withToken(new URL(path, document.baseURI)), { cache });
       if (response.ok) return await response.json();
     } catch {
       // the service is not up yet: try again
@@ -107,7 +109,7 @@ async function main() {
   // One constituency, followed live, with the posts about it.
   const seatCard = $("#seat-card");
   const seatPosts = new SeatPosts($("#seat-posts"), coverage, (id) =>
-    getJSON(`api/posts?constituency=${encodeURIComponent(id)}`),
+    getJSON(`api/posts?constituency=${encodeURIComponent(id)}`, { cache: "no-cache" }),
   );
   let seatChannel = null;
   const showSeat = (id) => {

@@ -54,11 +54,14 @@ export class Coverage {
     this.posts = [];
     this.events = [];
     this.listeners = new Set();
+    this.onReset = () => {};
   }
 
+  // A snapshot: on a reconnect, it may stand for events this page never saw.
   reset(recent) {
     this.posts = [...recent];
     this.render();
+    this.onReset();
   }
 
   apply(event) {
@@ -104,6 +107,7 @@ export class SeatPosts {
     this.seq = null;
     this.posts = new Map();
     coverage.listeners.add((event) => this.apply(event) && this.render());
+    coverage.onReset = () => this.seatId !== null && this.show(this.seatId);
   }
 
   async show(seatId) {

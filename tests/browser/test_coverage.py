@@ -243,3 +243,20 @@ async def test_long_runs_get_break_points_between_whole_characters_and_keep_thei
     assert [r["text"] for r in results] == cases
     assert [r["breaks"] for r in results] == [0, 3, 1, 1]
     assert all(r["whole"] for r in results)
+
+
+async def test_a_seats_posts_are_fetched_again_when_the_log_starts_afresh(
+    service: RunningService, open_page: OpenPage, redis: aioredis.Redis
+) -> None:
+    stream = service.settings.stream
+    about = {"constituencies": [PETERBOROUGH]}
+    await xadd(redis, stream, post("p1", "Before the stream began again", **about))
+    page = await open_page(f"{service.http}/?seat={PETERBOROUGH}")
+    seat_posts = page.locator("#seat-posts .post-title")
+    await expect(seat_posts).to_have_text(["Before the stream began again"])
+    # The stream begun again: the page gets a new epoch and a fresh posts snapshot, standing
+    # for events it never saw (p1 is gone without a withdrawal).
+    await redis.delete(stream)
+    await xadd(redis, stream, post("p2", "After", **about))
+    await expect(page.locator("#posts .post-title")).to_have_text(["After"])
+    await expect(seat_posts).to_have_text(["After"])

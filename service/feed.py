@@ -50,7 +50,7 @@ class FeedListener:
     epoch_adopted: Callable[[Seq], None]
     settled: Callable[[tuple[Change, ...]], None]
     """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent;
-    with the latest declarations changes it made, for the history."""
+    with the latest changes it made to the logs (declarations, posts), for the history."""
     ready: Callable[[], None]
     batch_done: Callable[[], None]
     """After each batch of entries read: the time to send what they changed."""

@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rich import box
+from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
-from clients.session import ConnectionState, Item, State, Update
+from clients.clock import NightClock
+from clients.coverage import post_line, render_coverage
+from clients.panels import (
+    party_name,
+    ranked,
+    render_declarations,
+    render_focus,
+    result_text,
+)
+from clients.session import ConnectionState, Item, State, Update, follow_posts
 from service.core.seq import ZERO, Seq
 
 __all__ = [
@@ -38,6 +47,10 @@ RESYNC_SHOWN = 10.0
 """Seconds the board shows 'resynced' and its detail before going back to 'live'."""
 ONCE_RECENT = 10
 """Declarations listed by ``--once``."""
+POSTS_SHOWN = 3
+"""Posts on the board's live coverage panel at most."""
+ONCE_POSTS = 5
+"""Posts listed by ``--once``."""
 STATUS_STYLE = {
     "connecting": ("…", "dim"),
     "live": ("●", "bold green"),
@@ -49,17 +62,6 @@ STATUS_STYLE = {
 # --- words ---------------------------------------------------------------------------------
 
 
-def party_name(national: State | None, code: str) -> str:
-    parties = (national or {}).get("parties", {})
-    return str(parties.get(code, {}).get("name", code))
-
-
-def ranked(parties: State) -> list[tuple[str, State]]:
-    """Parties with seats or votes, by seats, then votes, then code."""
-    shown = [(c, p) for c, p in parties.items() if p.get("seats") or p.get("votes")]
-    return sorted(shown, key=lambda cp: (-cp[1].get("seats", 0), -cp[1].get("votes", 0), cp[0]))
-
-
 def seats_text(national: State | None, code: str, party: State) -> str:
     """``Labour 411 (+211)``: seats and the net change against the previous election."""
     return f"{party_name(national, code)} {party['seats']} ({party['net']:+d})"
@@ -67,7 +69,10 @@ def seats_text(national: State | None, code: str, party: State) -> str:
 
 def leader_text(national: State) -> str:
     if "majority_party" in national:
-        return f"{party_name(national, national['majority_party'])} majority"
+        code = national["majority_party"]
+        overall = national["parties"].get(code, {}).get("overall_majority")
+        text = f"{party_name(national, code)} majority"
+        return text if overall is None else f"{text} of {overall}"
     if "leader" in national:
         name = party_name(national, national["leader"])
         return f"{name} lead, {national['seats_to_majority']} short of a majority"
@@ -106,33 +111,24 @@ def national_line(national: State) -> str:
         parts.append(", ".join(parties))
     elif "exit_poll" in national:
         parts.append(exit_poll_text(national))
-    parts.append(f"{leader_text(national)} ({national['majority']} for a majority)")
+    needed = f"{national['majority']} for a majority"
+    if "working_majority" in national:
+        needed += f", {national['working_majority']} for a working majority"
+    parts.append(f"{leader_text(national)} ({needed})")
     if (check := feed_check_text(national)) is not None:
         parts.append(check)
     return " | ".join(parts)
 
 
-def clock(seat: State) -> str:
-    try:
-        return datetime.fromisoformat(seat["declared_at"]).strftime("%H:%M")
-    except (KeyError, TypeError, ValueError):
-        return ""
-
-
-def declaration_line(event: State) -> str:
-    time = clock(event.get("constituency", {}))
+def declaration_line(event: State, night: NightClock | None = None) -> str:
+    """``01:02 Labour gain ...``; the time with its day when it is past the ``night``
+    (by default the night this declaration begins)."""
+    declared_at = event.get("constituency", {}).get("declared_at")
+    if night is None:
+        night = NightClock()
+        night.begin(declared_at)
+    time = night.format(declared_at)
     return f"{time} {event['headline']}" if time else str(event["headline"])
-
-
-def result_text(seat: State, national: State | None) -> str:
-    """``GAIN from Conservative``, ``HOLD``, ``FLASH``, or the seat's status."""
-    if "result" not in seat:
-        return str(seat.get("status", "awaiting")).upper()
-    if seat.get("status") == "flash":
-        return "FLASH"
-    if seat["result"] == "gain":
-        return f"GAIN from {party_name(national, seat['gain_from'])}"
-    return "HOLD"
 
 
 def focus_lines(state: State, national: State | None) -> list[str]:
@@ -165,6 +161,24 @@ def describe(state: ConnectionState) -> str:
 # --- the board -------------------------------------------------------------------------------
 
 
+def _exit_poll_entries(national: State) -> list[Text]:
+    """``Exit poll:`` and each party's projection, as whole entries."""
+    seats = national.get("exit_poll", {}).get("seats", {})
+    if not seats:
+        return []
+    ordered = sorted(seats.items(), key=lambda cs: -cs[1])
+    entries = [Text(f"{party_name(national, c)} {n}", style="italic") for c, n in ordered]
+    return [Text("Exit poll:", style="italic"), *entries]
+
+
+def _seats_entry(party: State) -> Text:
+    """``Labour 411 (+211)``, the change coloured, as one unbreakable piece."""
+    net = party["net"]
+    entry = Text(f"{party['name']} {party['seats']}", style="bold", no_wrap=True)
+    entry.append(f" ({net:+d})", style="green" if net > 0 else "red" if net else "dim")
+    return entry
+
+
 def _seq_key(seq: object) -> Seq:
     """A log entry's seq; a malformed one (no server sends it) sorts first, never crashes."""
     try:
@@ -188,6 +202,10 @@ class Board:
     last_focus_lines: tuple[str, ...] = ()
     status_at: float = 0.0
     status_clock: datetime = field(default_factory=datetime.now)
+    night: NightClock = field(default_factory=NightClock)
+    posts: list[State] = field(default_factory=list)
+    """The live coverage posts, oldest first."""
+    printed_post_seq: Seq | None = None
 
     def __post_init__(self) -> None:
         self.recent: deque[State] = deque(maxlen=50)
@@ -202,12 +220,15 @@ class Board:
             return []
         if item.channel == "national" and item.kind != "resumed":
             self.national = item.state
+            self.night.begin(item.state.get("exit_poll", {}).get("published_at"))
             line = national_line(item.state)
             if line != self.last_national_line:
                 self.last_national_line = line
                 return [line]
         elif item.channel == "declarations":
             return self._declarations(item)
+        elif item.channel == "posts":
+            return self._posts(item)
         elif item.channel == self.focus and item.kind != "resumed":
             self.focus_state = item.state
             lines = tuple(focus_lines(item.state, self.national))
@@ -218,12 +239,15 @@ class Board:
 
     def _declarations(self, item: Update) -> list[str]:
         if item.kind == "event":
+            self.night.begin(item.state.get("constituency", {}).get("declared_at"))
             self.recent.append(item.state)
             self.printed_seq = _seq_key(item.seq)
-            return [declaration_line(item.state)]
+            return [declaration_line(item.state, self.night)]
         if item.kind != "snapshot":
             return []
         entries = item.state.get("recent", [])
+        for entry in entries:
+            self.night.begin(entry.get("constituency", {}).get("declared_at"))
         self.recent.clear()
         self.recent.extend(entries)
         if self.printed_seq is None:
@@ -231,14 +255,36 @@ class Board:
             return []
         after = self.printed_seq
         self.printed_seq = max(after, _seq_key(item.seq))
-        return [declaration_line(e) for e in entries if _seq_key(e.get("seq")) > after]
+        return [declaration_line(e, self.night) for e in entries if _seq_key(e.get("seq")) > after]
+
+    def _posts(self, item: Update) -> list[str]:
+        """Like the declarations: a line per event; after a fresh snapshot, one per post
+        not printed yet."""
+        if item.kind == "event":
+            self.posts = follow_posts(self.posts, item.state)
+            self.printed_post_seq = _seq_key(item.seq)
+            return [post_line(item.state, self.night)]
+        if item.kind != "snapshot":
+            return []
+        self.posts = list(item.state.get("recent", []))
+        after = self.printed_post_seq
+        self.printed_post_seq = max(after or ZERO, _seq_key(item.seq))
+        if after is None:
+            return []
+        fresh = [p for p in self.posts if _seq_key(p.get("seq")) > after]
+        return [post_line({"kind": "post", "post": p}, self.night) for p in fresh]
 
     def summary(self, count: int = ONCE_RECENT) -> list[str]:
         """The current state as plain lines, for ``--once``."""
         lines = [national_line(self.national)] if self.national else []
         if self.recent:
             lines.append("Latest declarations:")
-            lines += [declaration_line(e) for e in list(self.recent)[-count:]]
+            lines += [declaration_line(e, self.night) for e in list(self.recent)[-count:]]
+        if self.posts:
+            lines.append("Live coverage:")
+            lines += [
+                post_line({"kind": "post", "post": p}, self.night) for p in self.posts[-ONCE_POSTS:]
+            ]
         if self.focus_state is not None:
             lines += focus_lines(self.focus_state, self.national)
         return lines
@@ -247,12 +293,20 @@ class Board:
 
     def render(self, console: Console) -> RenderableType:
         """The whole board, with as many declarations as fit the terminal's height."""
-        banner, focus = self._render_banner(), self._render_focus()
-        used = sum(len(console.render_lines(part)) for part in (banner, focus) if part)
+        banner = self._render_banner()
+        focus = (
+            None
+            if self.focus is None
+            else render_focus(self.focus, self.focus_state, self.national)
+        )
+        coverage = render_coverage(self.posts, self.night, POSTS_SHOWN) if self.posts else None
+        used = sum(len(console.render_lines(part)) for part in (banner, coverage, focus) if part)
         # The declarations panel's borders, padding and header take 6 lines.
         rows = max(3, min(MAX_ROWS, console.size.height - used - 7))
-        parts = [banner, self._render_declarations(rows, console.size.width >= WIDE)]
-        return Group(*parts, *([focus] if focus else []))
+        declarations = list(self.recent)[-rows:]
+        wide = console.size.width >= WIDE
+        parts = [banner, render_declarations(declarations, self.national, self.night, wide)]
+        return Group(*parts, *(part for part in (coverage, focus) if part))
 
     def _status_text(self) -> Text:
         status = self.status.status
@@ -271,23 +325,23 @@ class Board:
         national = self.national
         title = f"seatcast · {national['election']}" if national else "seatcast"
         body = Text()
+        parts: list[RenderableType] = []
         if national is None:
             body.append("waiting for the national snapshot…", style="dim")
         else:
+            # Whole entries side by side: a party's name, seats and change (or a figure and
+            # its words) never break across lines.
             parties = [(c, p) for c, p in ranked(national["parties"]) if p["seats"]]
-            for index, (_, party) in enumerate(parties):
-                if index:
-                    body.append("  ")
-                body.append(f"{party['name']} ", style="bold")
-                body.append(str(party["seats"]), style="bold")
-                net = party["net"]
-                body.append(f" ({net:+d})", style="green" if net > 0 else "red" if net else "dim")
-            if not parties:
-                body.append("no seats declared yet", style="dim")
-            body.append("\n")
-            body.append(f"{national['majority']} seats for a majority", style="bold")
-            body.append(f" · {national['seats_to_declare']} seats to declare")
-            body.append(f" · {national['declared']} of {national['total_seats']} declared\n")
+            if parties:
+                parts.append(Columns([_seats_entry(p) for _, p in parties], padding=(0, 2)))
+            else:
+                parts.append(Text("no seats declared yet", style="dim"))
+            figures = [Text(f"{national['majority']} seats for a majority", style="bold")]
+            if "working_majority" in national:
+                figures.append(Text(f"{national['working_majority']} for a working majority"))
+            figures.append(Text(f"{national['seats_to_declare']} seats to declare"))
+            figures.append(Text(f"{national['declared']} of {national['total_seats']} declared"))
+            parts.append(Columns(figures, padding=(0, 3)))
             if "majority_party" in national:
                 body.append(leader_text(national), style="bold green")
             elif "leader" in national:
@@ -296,107 +350,22 @@ class Board:
                 body.append(f" · {national['seats_to_majority']} seats short of a majority")
             else:
                 body.append("no leader yet", style="dim")
-            if "exit_poll" in national:
-                body.append("\n" + exit_poll_text(national), style="italic")
-            if (check := feed_check_text(national)) is not None:
-                agrees = national["feed_check"]["agrees"]
-                body.append("\n" + check, style="green" if agrees else "bold red")
-            if self.recent:
-                body.append("\nLatest: ", style="bold")
-                body.append(str(self.recent[-1].get("headline", "")))
+        parts.append(body)
+        poll = [] if national is None else _exit_poll_entries(national)
+        if poll:
+            parts.append(Columns(poll, padding=(0, 2)))
+        check = None if national is None else feed_check_text(national)
+        if national is not None and check is not None:
+            agrees = national["feed_check"]["agrees"]
+            parts.append(Text(check, style="green" if agrees else "bold red"))
+        if self.recent:
+            latest = Text("Latest: ", style="bold")
+            parts.append(latest.append(str(self.recent[-1].get("headline", ""))))
         return Panel(
-            body,
+            Group(*parts),
             title=title,
             title_align="left",
             subtitle=self._status_text(),
             subtitle_align="right",
             box=box.ROUNDED,
         )
-
-    def _render_declarations(self, rows: int, wide: bool) -> Panel:
-        table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
-        table.add_column("Time", width=5, no_wrap=True)
-        table.add_column("Constituency", ratio=3, no_wrap=True, overflow="ellipsis")
-        table.add_column("Winner", ratio=2, no_wrap=True, overflow="ellipsis")
-        table.add_column("Result", ratio=3, no_wrap=True, overflow="ellipsis")
-        table.add_column("Majority", justify="right", width=8, no_wrap=True)
-        if wide:
-            table.add_column("Headline", ratio=6, no_wrap=True, overflow="ellipsis")
-        for event in reversed(list(self.recent)[-rows:]):
-            seat = event.get("constituency", {})
-            if event.get("kind") == "retraction":
-                winner, result, style = "", "WITHDRAWN", "bold red"
-            else:
-                winner = party_name(self.national, seat.get("winner", {}).get("party", ""))
-                result = result_text(seat, self.national)
-                style = "bold magenta" if result.startswith("GAIN") else "dim"
-                if event.get("kind") == "correction":
-                    result, style = f"CORRECTED {result}", "bold yellow"
-            majority = f"{seat['majority']:,}" if "majority" in seat else ""
-            cells: list[RenderableType] = [
-                clock(seat),
-                seat.get("name", ""),
-                winner,
-                Text(result, style=style),
-                majority,
-            ]
-            table.add_row(*cells, *([event.get("headline", "")] if wide else []))
-        if not self.recent:
-            table.add_row("", Text("no declarations yet", style="dim"))
-        return Panel(table, title="Latest declarations", title_align="left", box=box.ROUNDED)
-
-    def _render_focus(self) -> Panel | None:
-        state = self.focus_state
-        if self.focus is None:
-            return None
-        if state is None:
-            return Panel(Text("waiting…", style="dim"), title=self.focus, title_align="left")
-        national = self.national
-        if "slug" in state:
-            title = f"{state['name']} · {state['declared']} of {state['total_seats']} declared"
-            table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-            for name in ("Party", "Seats", "Net", "Gains", "Losses", "Share"):
-                table.add_column(name, justify="left" if name == "Party" else "right")
-            for code, party in ranked(state["parties"]):
-                table.add_row(
-                    party_name(national, code),
-                    str(party["seats"]),
-                    f"{party['net']:+d}",
-                    str(party["gains"]),
-                    str(party["losses"]),
-                    f"{party['share']:.1f}%",
-                )
-            if not state["declared"]:
-                table.add_row(Text("no seats declared yet", style="dim"))
-            return Panel(table, title=title, title_align="left", box=box.ROUNDED)
-        title = f"{state['name']} · {state.get('region', '')}"
-        head = Text(result_text(state, national), style="bold")
-        if "winner" in state:
-            winner = state["winner"]
-            head.append(f"  {winner['name']} ({party_name(national, winner['party'])})")
-        if "majority" in state:
-            head.append(f"  majority {state['majority']:,} · turnout {state['turnout']:.1f}%")
-            head.append(f" · {state['valid_votes']:,} valid votes")
-        if state.get("corrections"):
-            head.append(f" · corrected {state['corrections']} times", style="yellow")
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        table.add_column("Candidate")
-        table.add_column("Party")
-        table.add_column("Votes", justify="right")
-        table.add_column("Share", justify="right")
-        winner = state.get("winner", {})
-        for candidate in state.get("candidates", []):
-            # By name and party: two candidates may share a name (two Greg Smiths, 2024).
-            elected = (candidate["name"], candidate["party"]) == (
-                winner.get("name"),
-                winner.get("party"),
-            )
-            style = "bold" if elected else ""
-            table.add_row(
-                Text(candidate["name"], style=style),
-                party_name(national, candidate["party"]),
-                f"{candidate['votes']:,}",
-                f"{candidate['share']:.1f}%",
-            )
-        body: RenderableType = Group(head, table) if state.get("candidates") else head
-        return Panel(body, title=title, title_align="left", box=box.ROUNDED)

@@ -29,12 +29,13 @@ __all__ = [
     "Session",
     "State",
     "Update",
+    "follow_posts",
 ]
 
 State: TypeAlias = dict[str, Any]
 Message: TypeAlias = dict[str, Any]
 
-LOG_CHANNELS = frozenset({"declarations"})
+LOG_CHANNELS = frozenset({"declarations", "posts"})
 """Channels that are logs of events rather than states patched by deltas."""
 RECENT_KEPT = 50
 """How many events the client keeps in a log channel's ``recent`` list."""
@@ -51,9 +52,10 @@ _BARRIER = "seatcast-client-sync:"
 class Update:
     """A channel changed (or was confirmed): its ``state`` after ``message`` was applied.
 
-    ``kind`` is ``snapshot``, ``delta``, ``event`` (the declarations log) or ``resumed``. For an
-    event, ``state`` is the event's data (kind, headline, the constituency's state); for every
-    other kind it is the channel's whole state. States are never mutated once handed out.
+    ``kind`` is ``snapshot``, ``delta``, ``event`` (a log: declarations, posts) or ``resumed``.
+    For an event, ``state`` is the event's data (a declaration's kind, headline and the
+    constituency's state; a post's kind and the post); for every other kind it is the
+    channel's whole state. States are never mutated once handed out.
     """
 
     channel: str
@@ -104,6 +106,26 @@ Item: TypeAlias = Update | ConnectionState | ErrorMessage | Pong
 # --- the protocol's bookkeeping, without I/O -------------------------------------------------
 
 
+def follow_posts(posts: list[State], data: State) -> list[State]:
+    """The posts (oldest first) after one event of the posts log, as a new list: a post is
+    added last, a replacement takes its post's place, a withdrawal removes its post."""
+    post = data.get("post", {})
+    kept = [p for p in posts if p.get("id") != post.get("id")]
+    if data.get("kind") == "withdrawal":
+        return kept
+    if data.get("kind") == "replacement" and len(kept) < len(posts):
+        return [post if p.get("id") == post.get("id") else p for p in posts]
+    return [*kept, post]
+
+
+def _logged(channel: str, recent: list[State], data: State) -> list[State]:
+    """A log's ``recent`` after one of its events (a new list).
+
+    The declarations log lists its events; the posts log lists the posts themselves.
+    """
+    return follow_posts(recent, data) if channel == "posts" else [*recent, data]
+
+
 def _at_or_before(seq: str, other: str) -> bool:
     try:
         return Seq.parse(seq) <= Seq.parse(other)
@@ -150,9 +172,10 @@ class Session:
         since: Mapping[str, str] | None = None,
         epoch: str | None = None,
     ) -> None:
-        """``since`` resumes log channels (``declarations``) from saved seqs; ``epoch`` is the
-        epoch those seqs belong to (None: trust the first ``hello``). State channels always
-        start from a snapshot: there is no state to patch. Raises ValueError otherwise."""
+        """``since`` resumes log channels (``declarations``, ``posts``) from saved seqs;
+        ``epoch`` is the epoch those seqs belong to (None: trust the first ``hello``). State
+        channels always start from a snapshot: there is no state to patch. Raises ValueError
+        otherwise."""
         self.epoch = epoch
         self.connected = False
         self._channels: dict[str, _Channel] = {name: _Channel() for name in channels}
@@ -391,8 +414,8 @@ class Session:
             data = message.get("data")
             if not isinstance(data, dict):
                 return []
-            recent = [*tracked.state.get("recent", []), data][-RECENT_KEPT:]
-            tracked.seq, tracked.state = seq, {**tracked.state, "recent": recent}
+            recent = _logged(channel, tracked.state.get("recent", []), data)
+            tracked.seq, tracked.state = seq, {**tracked.state, "recent": recent[-RECENT_KEPT:]}
             return [Update(channel, "event", seq, data, message)]
         patch = message.get("patch")
         # merge() edits its target in place: patch a copy, so states already handed out

@@ -1,8 +1,9 @@
 """``python -m clients.ticker`` (``seatcast-ticker``): follow an election night in a terminal.
 
-On a terminal it draws a live board: the national banner, the latest declarations, one
-constituency's result or one region's totals, and the connection state. Piped, it prints
-plain lines instead: one per declaration, one summary per national change. ``--json`` prints
+On a terminal it draws a live board: the national banner, the latest declarations, the live
+coverage, one constituency's result or one region's totals, and the connection state. Piped,
+it prints plain lines instead: one per declaration and per post, one summary per national
+change. ``--json`` prints
 the raw protocol messages, one a line, for jq; ``--once`` prints the current state and exits.
 
 Exit codes: 0 done, 1 the service cannot be reached, 2 bad usage (an unknown constituency or
@@ -56,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Follow a seatcast election night in the terminal.",
         epilog=(
-            "Without a terminal (piped), prints one line per declaration and a summary line "
-            "per national change. Exit codes: 0 done, 1 service unreachable, 2 usage error "
-            "(unknown constituency or region), 130 interrupted."
+            "Without a terminal (piped), prints one line per declaration and per post, and a "
+            "summary line per national change. Exit codes: 0 done, 1 service unreachable, "
+            "2 usage error (unknown constituency or region), 130 interrupted."
         ),
     )
     parser.add_argument(
@@ -156,7 +157,7 @@ def _emit(out: TextIO, lines: Iterable[str]) -> None:
 
 
 async def run(args: argparse.Namespace, focus: str | None, stop: asyncio.Event) -> int:
-    channels = ["national", "declarations", *([focus] if focus else [])]
+    channels = ["national", "declarations", "posts", *([focus] if focus else [])]
     board = Board(focus)
     tty = sys.stdout.isatty() and not args.json
     console = Console() if tty else None

@@ -83,7 +83,7 @@ class FeedListener(Protocol):
 
     def settled(self, kept: tuple[Change, ...]) -> None:
         """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent;
-        with the latest declarations changes it made, for the history."""
+        with the latest changes it made to the logs (declarations, posts), for the history."""
 
     def caught_up(self) -> None:
         """The stream as it stood when the reader (re)connected is applied."""

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 
 from service.access import AccessDenied, Grant
 from service.caching import conditional, entity_tag
+from service.core.posts import POSTS
 from service.core.seq import ZERO, Seq
 from service.core.tally import NATIONAL, constituency_channel
 from service.runtime import Runtime
@@ -33,6 +34,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/election", election_info),
         Route("/api/national", national),
         Route("/api/declarations", declarations),
+        Route("/api/posts", posts),
         Route("/api/constituencies", constituencies),
         Route("/api/constituencies/{id}", constituency),
         Route("/api/regions", functools.partial(areas, kind="region")),
@@ -160,6 +162,21 @@ async def national(request: Request) -> Response:
 
 async def declarations(request: Request) -> Response:
     return channel_response(request, "declarations", "channel")
+
+
+async def posts(request: Request) -> Response:
+    """The posts log's snapshot; with ``?constituency=<id>``, every post about that seat."""
+    seat_id = request.query_params.get("constituency")
+    grant = channel_grant(request, POSTS, "channel")
+    if isinstance(grant, Response) or seat_id is None:
+        return grant if isinstance(grant, Response) else channel_response(request, POSTS, "channel")
+    tally = _runtime(request).tally
+    if seat_id not in tally.election.constituencies:
+        return not_found(f"constituency {seat_id!r}")
+    seq = tally.channel_seq(POSTS)
+    return cached(
+        request, seq, lambda: {"seq": str(seq), "data": {"posts": tally.posts_about(seat_id)}}
+    )
 
 
 async def constituency(request: Request) -> Response:

@@ -8,6 +8,7 @@ stream entry and the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,24 @@ More than there are people, and small enough that every total the tally keeps fi
 64-bit integers of JSON encoders (and, up to 9,000 seats, the 2**53 of JavaScript clients):
 a feed that sends 2**64 - 1 votes is refused here rather than failing when sent on.
 """
+
+
+POST_ID_MAX = 128
+POST_TITLE_MAX = 300
+POST_BODY_MAX = 10_000
+POST_NAME_MAX = 120
+"""The longest ``author`` or ``role`` of a post, in characters."""
+POST_SEATS_MAX = 200
+"""The most constituencies one post may be about."""
+
+# Posts are plain text. Refused in them, shown as text they would break lines in a ticker,
+# move a terminal's cursor or reorder the text around them: control characters (C0, DEL,
+# C1; a body may hold line breaks and tabs), the Unicode line and paragraph separators, and
+# the bidirectional embedding, override and isolate controls.
+_CONTROL = r"\x00-\x08\x0b-\x1f\x7f-\x9f"
+_SEPARATORS_AND_BIDI = r"\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_REFUSED_IN_ONE_LINE = re.compile(rf"[\t\n{_CONTROL}{_SEPARATORS_AND_BIDI}]")
+_REFUSED_IN_BODY = re.compile(rf"[{_CONTROL}{_SEPARATORS_AND_BIDI}]")
 
 
 class InvalidEvent(ValueError):
@@ -103,7 +122,23 @@ class StateOfParties:
     """Only the parties the feed lists; any other counts as none of everything."""
 
 
-Event = Declaration | Flash | StatusChange | Retraction | ExitPoll | StateOfParties
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A live-coverage post, or (``withdrawn``) the withdrawal of the post with its ``id``."""
+
+    id: str
+    title: str = ""
+    body: str = ""
+    """Plain text; line breaks are ``\\n`` (a feed's ``\\r\\n`` and ``\\r`` are taken as one)."""
+    author: str | None = None
+    role: str | None = None
+    published_at: str | None = None
+    constituencies: tuple[str, ...] = ()
+    """Ids of the seats it is about, in the feed's order, each once."""
+    withdrawn: bool = False
+
+
+Event = Declaration | Flash | StatusChange | Retraction | ExitPoll | StateOfParties | Post
 SeatEvent = Declaration | Flash | StatusChange | Retraction
 
 
@@ -421,6 +456,67 @@ def _state_of_parties(check: _Checker, document: dict[str, Any]) -> StateOfParti
     return StateOfParties(source=source, constituencies=tuple(seats), parties=tuple(parties))
 
 
+def _post(check: _Checker, document: dict[str, Any]) -> Post:
+    post_id = _plain_text(check, document, "id", POST_ID_MAX)
+    withdrawn = document.get("withdrawn", False)
+    if not isinstance(withdrawn, bool):
+        raise check.fail(f"'withdrawn' must be true or false, not {withdrawn!r}")
+    if withdrawn:
+        return Post(id=post_id, withdrawn=True)  # nothing else of a withdrawn post is kept
+    seats = document.get("constituencies")
+    if seats is None:
+        seats = []
+    if not isinstance(seats, list) or not all(isinstance(seat, str) for seat in seats):
+        raise check.fail("'constituencies' must be a list of constituency ids")
+    if len(seats) > POST_SEATS_MAX:
+        raise check.fail(f"a post may be about {POST_SEATS_MAX} constituencies at most")
+    known = check.election.constituencies
+    unknown = [seat for seat in seats if seat not in known]
+    if unknown:
+        raise check.fail(f"constituencies: unknown constituency {unknown[0]!r}")
+    return Post(
+        id=post_id,
+        title=_plain_text(check, document, "title", POST_TITLE_MAX),
+        body=_plain_text(check, document, "body", POST_BODY_MAX, lines=True),
+        author=_optional_plain_text(check, document, "author", POST_NAME_MAX),
+        role=_optional_plain_text(check, document, "role", POST_NAME_MAX),
+        published_at=check.timestamp(document, "published_at"),
+        constituencies=tuple(dict.fromkeys(known[seat].id for seat in seats)),
+    )
+
+
+def _plain_text(
+    check: _Checker, document: dict[str, Any], field: str, longest: int, *, lines: bool = False
+) -> str:
+    """A post's text field: a non-empty string of at most ``longest`` characters, without
+    the characters a post may not hold (see _REFUSED_IN_BODY); ``lines`` for the body."""
+    value = check.text(document, field)
+    if lines:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if len(value) > longest:
+        raise check.fail(f"'{field}' is {len(value):,} characters long, over {longest:,}")
+    refused = (_REFUSED_IN_BODY if lines else _REFUSED_IN_ONE_LINE).search(value)
+    if refused is not None:
+        character = refused.group()
+        if character in "\u2028\u2029":
+            kind = "a line or paragraph separator"
+        elif character >= "\u202a":
+            kind = "a bidirectional control"
+        else:
+            kind = "a control character"
+        raise check.fail(
+            f"'{field}' has {kind} (U+{ord(character):04X}) at character "
+            f"{refused.start() + 1}: posts are plain text"
+        )
+    return value
+
+
+def _optional_plain_text(
+    check: _Checker, document: dict[str, Any], field: str, longest: int
+) -> str | None:
+    return None if document.get(field) is None else _plain_text(check, document, field, longest)
+
+
 _DECODERS: dict[str, Callable[[_Checker, dict[str, Any]], Event]] = {
     "declaration": _declaration,
     "flash": _flash,
@@ -428,6 +524,7 @@ _DECODERS: dict[str, Callable[[_Checker, dict[str, Any]], Event]] = {
     "retraction": _retraction,
     "exit_poll": _exit_poll,
     "state_of_parties": _state_of_parties,
+    "post": _post,
 }
 
 

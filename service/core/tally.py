@@ -1,7 +1,8 @@
 """The tally: the whole election's state, and what each event changes.
 
 Pure: no I/O. Call ``apply(seq, event)`` once per stream entry, in stream order; it returns
-the per-channel changes (a JSON Merge Patch per state channel, an event on ``declarations``),
+the per-channel changes (a JSON Merge Patch per state channel, an event on the logs,
+``declarations`` and ``posts``),
 each stamped with the entry's seq and the seq of the channel's previous change.
 
 A reader catching up with a long stream before anyone listens applies with ``quiet=True``
@@ -10,9 +11,11 @@ and calls ``settle()`` at the end: the same states and seqs, for a fraction of t
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import NamedTuple
 
 import json_merge_patch
@@ -24,6 +27,7 @@ from service.core.events import (
     ExitPoll,
     Flash,
     InvalidEvent,
+    Post,
     Retraction,
     SeatEvent,
     StateOfParties,
@@ -31,6 +35,7 @@ from service.core.events import (
 )
 from service.core.feed_check import check_patch, feed_check
 from service.core.headline import headline
+from service.core.posts import POSTS, PostLog
 from service.core.records import SeatRecord, State, vote_moves
 from service.core.seq import ZERO, Entries, Seq
 from service.core.states import (
@@ -45,10 +50,12 @@ from service.core.totals import Totals
 
 NATIONAL = "national"
 DECLARATIONS = "declarations"
+LOG_CHANNELS = frozenset({DECLARATIONS, POSTS})
+"""Channels that are logs of events, not states: nothing on them may be dropped."""
 RECENT_DECLARATIONS = 50
 KEPT_FROM_QUIET = 1000
-"""Declarations entries of quiet applies that ``settle`` returns as changes, so that a
-restarted instance can still serve clients resuming the declarations log with ``since``."""
+"""Entries of each log made by quiet applies that ``settle`` returns as changes, so that a
+restarted instance can still serve clients resuming a log with ``since``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,7 @@ class Change:
     """One message's worth of change on one channel.
 
     State channels carry ``patch`` (RFC 7386, from the state at ``prev`` to the state at
-    ``seq``); the declarations channel carries ``event``.
+    ``seq``); the log channels (``LOG_CHANNELS``) carry ``event``.
     """
 
     channel: str
@@ -132,6 +139,8 @@ class Tally:
         self._feed_check: State | None = None
         self._recent: deque[State] = deque(maxlen=RECENT_DECLARATIONS)
         self._unshown: deque[_Unshown] = deque(maxlen=KEPT_FROM_QUIET)
+        self._posts = PostLog()
+        self._quiet_posts: deque[Change] = deque(maxlen=KEPT_FROM_QUIET)
         self._unsettled = False
         self._routes = {
             seat_id: _Route(
@@ -149,11 +158,12 @@ class Tally:
         self._states: dict[str, State] = self._compute_states()
         self._channel_seqs: dict[str, Seq] = dict.fromkeys(self._states, ZERO)
         self._channel_seqs[DECLARATIONS] = ZERO
+        self._channel_seqs[POSTS] = ZERO
 
     # --- reading -------------------------------------------------------------------------
 
     def channels(self) -> Iterator[str]:
-        """Every channel name: national, declarations, and one per seat, region and nation."""
+        """Every channel name: national, the logs, and one per seat, region and nation."""
         yield from self._channel_seqs
 
     def has_channel(self, channel: str) -> bool:
@@ -166,7 +176,13 @@ class Tally:
         """
         if channel == DECLARATIONS:
             return {"recent": list(self._recent)}
+        if channel == POSTS:
+            return {"recent": self._posts.recent()}
         return self._states[channel]
+
+    def posts_about(self, seat_id: str) -> list[State]:
+        """Every current post about the constituency, oldest first (none for an unknown id)."""
+        return self._posts.about(seat_id)
 
     def channel_seq(self, channel: str) -> Seq:
         """The seq of the channel's last change (``ZERO`` before any); KeyError if unknown."""
@@ -208,6 +224,8 @@ class Tally:
             return self._apply_exit_poll(seq, event, quiet)
         if isinstance(event, StateOfParties):
             return self._apply_state_of_parties(seq, event, quiet)
+        if isinstance(event, Post):
+            return self._apply_post(seq, event, quiet)
         return self._apply_seat_event(seq, event, quiet)
 
     def skip(self, seq: Seq) -> None:
@@ -225,9 +243,9 @@ class Tally:
         applies of the same events would have left, and normal applies may follow. Cheap
         enough (one build of every state) to call when in doubt.
 
-        Returns the declarations changes of the last quiet applies (up to
-        ``KEPT_FROM_QUIET``), as normal applies would have returned them: not to send, but
-        for a history that clients can resume the log from.
+        Returns the log changes of the last quiet applies (up to ``KEPT_FROM_QUIET`` of each
+        log, in seq order), as normal applies would have returned them: not to send, but
+        for a history that clients can resume the logs from.
         """
         for totals in (self._national, *self._regions.values(), *self._nations.values()):
             totals.settle()
@@ -240,8 +258,20 @@ class Tally:
             self._recent.append(data)
             changes.append(Change(DECLARATIONS, entry.seq, entry.prev, event=data))
         self._unshown.clear()
+        posts, self._quiet_posts = self._quiet_posts, deque(maxlen=KEPT_FROM_QUIET)
         self._unsettled = False
-        return tuple(changes)
+        return tuple(heapq.merge(changes, posts, key=attrgetter("seq")))
+
+    def _apply_post(self, seq: Seq, event: Post, quiet: bool) -> Applied:
+        data = self._posts.apply(seq, event)
+        if data is None:
+            return _NOTHING
+        change = self._stamp_event(POSTS, seq, data)
+        if quiet:
+            # Cheap enough to build as a normal apply does: kept for settle() to return.
+            self._quiet_posts.append(change)
+            return _NOTHING
+        return Applied((change,))
 
     def _apply_exit_poll(self, seq: Seq, event: ExitPoll, quiet: bool) -> Applied:
         previous = self._exit_poll
@@ -454,6 +484,11 @@ class Tally:
         prev = self._channel_seqs[channel]
         self._channel_seqs[channel] = seq
         return Change(channel, seq, prev, patch)
+
+    def _stamp_event(self, channel: str, seq: Seq, data: State) -> Change:
+        prev = self._channel_seqs[channel]
+        self._channel_seqs[channel] = seq
+        return Change(channel, seq, prev, event=data)
 
     # --- computing states ----------------------------------------------------------------
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from service.core.tally import DECLARATIONS
+from service.core.tally import LOG_CHANNELS
 from service.fanout.subscriber import Subscriber
 from service.protocol.messages import CLOSE_TRY_LATER, Outgoing
 
-LOGS = frozenset({DECLARATIONS})
-"""Channels whose messages are events: none may be dropped, so a client too far behind is
-closed (it resumes with ``since``) instead of being sent a fresh snapshot."""
+LOGS = LOG_CHANNELS
+"""Channels whose messages are events (declarations, posts): none may be dropped, so a
+client too far behind is closed (it resumes with ``since``) instead of being sent a fresh
+snapshot."""
 
 Pending = tuple[str, Outgoing, Outgoing | None, tuple[Subscriber, ...]]
 """A change of this batch: channel, message, the message for those who may not see the

@@ -211,8 +211,8 @@ class Hub:
         """The tally's states were rebuilt with nothing published (a quiet catch-up): drop
         what was cached from before and take up the exit poll's embargo. The history of
         state channels starts here (a client resuming from an older seq gets a snapshot);
-        that of the logs holds ``kept``, their latest changes, so that no client loses a
-        declaration to a restart."""
+        those of the logs (declarations, posts) hold ``kept``, their latest changes, so that
+        no client loses an entry to a restart."""
         self.history.clear()
         self._snapshots.clear()
         self.embargo.take_up(self.tally.state(NATIONAL))

@@ -1,9 +1,10 @@
 // The live page: wires the connection to the views. No build step: plain ES modules.
 
-import { h } from "./dom.js";
+import { NightClock, h } from "./dom.js";
 import { renderFeedCheck } from "./feedcheck.js";
 import { grouping } from "./groups.js";
 import { Live } from "./live.js";
+import { Coverage, SeatPosts } from "./posts.js";
 import { SeatSearch } from "./search.js";
 import { Banner, Feed, renderArea, renderSeat } from "./views.js";
 
@@ -26,10 +27,12 @@ function withToken(url) {
 }
 
 // GET a JSON document relative to the page, retrying (with backoff) until the service answers.
-async function getJSON(path) {
+// `cache: "no-cache"` asks the service even when the browser holds a fresh copy (the API may
+// be cached for a second): for what must be at least as new as the live channels.
+async function getJSON(path, { cache = "default" } = {}) {
   for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
     try {
-      const response = await fetch(withToken(new URL(path, document.baseURI)));
+      const response = await fetch(withToken(new URL(path, document.baseURI)), { cache });
       if (response.ok) return await response.json();
     } catch {
       // the service is not up yet: try again
@@ -72,32 +75,65 @@ async function main() {
     },
   });
 
+  const night = new NightClock();
+  night.onChange = () => night.retime(document);
   const banner = new Banner($("#banner"), grouping(params, parties));
   live.watch("national", (message) => {
+    night.begin(message.state.exit_poll?.published_at);
     banner.render(message.state);
     renderFeedCheck($("#feed-check"), message.state, parties);
     $("#updated").textContent = message.seq === "0-0" ? "" : `updated ${seqTime(message.seq)}`;
   });
 
-  const feed = new Feed($("#feed"), $("#announcer"), parties);
+  const feed = new Feed($("#feed"), $("#announcer"), parties, night);
   live.watch("declarations", (message) => {
     if (message.type === "snapshot") feed.reset(message.data.recent);
     else feed.add(message.data);
   });
+
+  // Live coverage; a seat a post is about is one click away.
+  const seatNames = new Map();
+  const coverage = new Coverage($("#posts"), $("#no-posts"), {
+    night,
+    seatName: (id) => seatNames.get(id),
+    onSeat: (id) => chooseSeat(id),
+  });
+  live.watch("posts", (message) => {
+    if (message.type === "snapshot") coverage.reset(message.data.recent);
+    else {
+      coverage.apply(message.data);
+      if (message.data.kind === "post") feed.announce(`New post: ${message.data.post.title}`);
+    }
+  });
   live.start();
   window.seatcast = { live }; // for the console (and the browser tests)
 
-  // One constituency, followed live.
-  const seatResult = $("#seat-result");
+  // One constituency, followed live, with the posts about it.
+  const seatCard = $("#seat-card");
+  const seatPosts = new SeatPosts($("#seat-posts"), coverage, (id) =>
+    getJSON(`api/posts?constituency=${encodeURIComponent(id)}`, { cache: "no-cache" }),
+  );
   let seatChannel = null;
   const showSeat = (id) => {
     if (seatChannel) live.unwatch(seatChannel);
     seatChannel = `constituency:${id}`;
-    live.watch(seatChannel, (message) => renderSeat(seatResult, message.state, parties));
+    live.watch(seatChannel, (message) => {
+      renderSeat(seatCard, message.state, parties, night);
+      $("#seat-result").dataset.constituency = id;
+    });
+    seatPosts.show(id);
     remember("seat", id);
+  };
+  const chooseSeat = (id) => {
+    if (!seatNames.has(id)) return;
+    $("#seat-search").value = seatNames.get(id);
+    showSeat(id);
+    $("#seat").scrollIntoView({ block: "nearest" });
   };
   const search = new SeatSearch($("#seat-search"), $("#seat-options"), (seat) => showSeat(seat.id));
   getJSON("api/constituencies").then(({ data }) => {
+    for (const { id, name } of Object.values(data)) seatNames.set(id, name);
+    coverage.render();
     search.setSeats(
       Object.values(data).map(({ id, name, region, nation }) => ({ id, name, region, nation })),
     );

@@ -1,7 +1,7 @@
 // The page's views. Each takes a channel's state (or a declarations event) and renders it;
 // none of them knows about the connection.
 
-import { clock, count, h, inkOn, netText, percent, plural, signed } from "./dom.js";
+import { count, h, inkOn, netText, percent, plural, signed } from "./dom.js";
 import { groupTotals } from "./groups.js";
 
 const STATUS_LABELS = {
@@ -47,13 +47,29 @@ export class Banner {
     }
     this.toGo = root.querySelector("#seats-to-go strong");
     this.majority = root.querySelector("#majority strong");
+    this.working = root.querySelector("#working-majority");
     this.majorityLine = root.querySelector("#seat-bar .majority-line");
+    this.workingLine = root.querySelector("#seat-bar .working-line");
     this.bar = root.querySelector("#seat-bar");
+    this.drawn = false;
     this.outcome = root.querySelector("#outcome");
     this.exitPoll = root.querySelector("#exit-poll");
   }
 
   render(national) {
+    // The first state is drawn as it is, not grown from nothing: a bar that shows the
+    // seats only once a transition has run looks empty to anything that does not run it
+    // (a screenshot, a throttled background tab). Later changes move smoothly.
+    if (!this.drawn) this.bar.classList.add("instant");
+    this.draw(national);
+    if (!this.drawn) {
+      void this.bar.offsetWidth; // lay out the widths now, before transitions come back
+      this.bar.classList.remove("instant");
+      this.drawn = true;
+    }
+  }
+
+  draw(national) {
     const total = national.total_seats;
     const totals = this.groups.map((group) => [group, groupTotals(group, national.parties)]);
     for (const [group, { seats, net }] of totals) {
@@ -69,10 +85,19 @@ export class Banner {
     this.toGo.textContent = count(national.seats_to_declare);
     this.majority.textContent = count(national.majority);
     this.majorityLine.style.left = `${(100 * national.majority) / total}%`;
+    this.majorityLine.querySelector(".tick-label").textContent = `Majority ${count(national.majority)}`;
+    const working = national.working_majority;
+    this.workingLine.hidden = this.working.hidden = working === undefined;
+    if (working !== undefined) {
+      this.workingLine.style.left = `${(100 * working) / total}%`;
+      this.workingLine.querySelector(".tick-label").textContent = `Working majority ${count(working)}`;
+      this.working.querySelector("strong").textContent = count(working);
+    }
     const described = totals.map(([group, t]) => `${group.name} ${t.seats}`).join(", ");
+    const workingText = working === undefined ? "" : `; ${working} for a working majority`;
     this.bar.setAttribute(
       "aria-label",
-      `Seats declared: ${described}; ${national.seats_to_declare} to go; ${national.majority} for a majority`,
+      `Seats declared: ${described}; ${national.seats_to_declare} to go; ${national.majority} for a majority${workingText}`,
     );
     this.renderOutcome(national, totals);
     this.renderExitPoll(national);
@@ -88,7 +113,10 @@ export class Banner {
     };
     let text = "";
     if (national.majority_party) {
+      const overall = national.parties[national.majority_party].overall_majority;
       text = `${nameOf(national.majority_party)} wins a majority`;
+      if (overall !== undefined) text += ` of ${count(overall)}`;
+      this.outcome.dataset.overallMajority = overall ?? "";
     } else if (national.leader) {
       const found = groupOf(national.leader);
       const seats = found && found[0].codes[0] === national.leader ? found[1].seats : national.parties[national.leader].seats;
@@ -118,20 +146,25 @@ const FEED_LENGTH = 30;
 const ANNOUNCE_AFTER_MS = 1200; // gather a burst into one announcement
 
 export class Feed {
-  constructor(list, announcer, parties) {
+  constructor(list, announcer, parties, night) {
     this.list = list;
     this.announcer = announcer;
     this.parties = parties;
+    this.night = night;
     this.pending = [];
   }
 
-  // A snapshot: the log's recent entries, newest last. Not announced.
+  // A snapshot: the log's recent entries, newest last. Not announced, nor highlighted.
   reset(recent) {
+    for (const entry of recent) this.night.begin(entry.constituency.declared_at);
     this.list.replaceChildren(...recent.slice(-FEED_LENGTH).reverse().map((entry) => this.item(entry)));
   }
 
   add(entry) {
-    this.list.prepend(this.item(entry));
+    this.night.begin(entry.constituency.declared_at);
+    const item = this.item(entry);
+    item.classList.add("new");
+    this.list.prepend(item);
     while (this.list.children.length > FEED_LENGTH) this.list.lastElementChild.remove();
     this.announce(entry.headline);
   }
@@ -152,7 +185,7 @@ export class Feed {
       },
       h("span", { class: `badge ${badge}` }, badge.toUpperCase()),
       h("p", { class: "headline" }, entry.headline),
-      h("time", { datetime: seat.declared_at ?? "" }, clock(seat.declared_at)),
+      h("time", { datetime: seat.declared_at ?? "" }, this.night.format(seat.declared_at)),
     );
   }
 
@@ -169,7 +202,7 @@ export class Feed {
 
 // --- one constituency ------------------------------------------------------------------------
 
-export function renderSeat(root, seat, parties) {
+export function renderSeat(root, seat, parties, night) {
   const partyName = (code) => parties[code]?.name ?? code;
   const header = h(
     "header",
@@ -199,7 +232,9 @@ export function renderSeat(root, seat, parties) {
   if (seat.majority !== undefined) fact("Majority", "majority", count(seat.majority));
   if (seat.turnout !== undefined) fact("Turnout", "turnout", percent(seat.turnout));
   fact("Electorate", "electorate", count(seat.electorate));
-  if (seat.declared_at) fact("Declared", "declared_at", clock(seat.declared_at));
+  if (seat.declared_at) {
+    fact("Declared", "declared_at", h("time", { datetime: seat.declared_at }, night.format(seat.declared_at)));
+  }
   if (seat.corrections) fact("Corrections", "corrections", count(seat.corrections));
   parts.push(h("dl", { class: "facts" }, facts));
   if (seat.candidates) {
@@ -231,7 +266,6 @@ export function renderSeat(root, seat, parties) {
     );
   }
   root.replaceChildren(...parts);
-  root.dataset.constituency = seat.id;
 }
 
 // --- a region or nation ------------------------------------------------------------------
@@ -263,7 +297,11 @@ export function renderArea(root, area, parties) {
         h(
           "tr",
           { "data-party": code, "data-seats": p.seats, style: partyStyle(parties, code) },
-          h("th", { scope: "row" }, h("span", { class: "swatch", "aria-hidden": "true" }), parties[code]?.name ?? code),
+          h(
+            "th",
+            { scope: "row" },
+            h("span", { class: "party-label" }, h("span", { class: "swatch", "aria-hidden": "true" }), parties[code]?.name ?? code),
+          ),
           h("td", { class: "num seats" }, count(p.seats)),
           h("td", { class: `num ${p.net > 0 ? "up" : p.net < 0 ? "down" : "same"}` }, signed(p.net)),
           h("td", { class: "num" }, percent(p.share)),

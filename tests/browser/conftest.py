@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -56,8 +56,9 @@ async def open_page(browser: Browser) -> AsyncIterator[Callable[..., Awaitable[P
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    async def open_(url: str, width: int = 1280, height: int = 900) -> Page:
-        context = await browser.new_context(viewport={"width": width, "height": height})
+    async def open_(url: str, width: int = 1280, height: int = 900, **options: Any) -> Page:
+        """``options`` go to the browser context (``timezone_id``, ``locale``, ...)."""
+        context = await browser.new_context(viewport={"width": width, "height": height}, **options)
         contexts.append(context)
         page = await context.new_page()
         page.set_default_timeout(TIMEOUT * 1000)

@@ -177,7 +177,7 @@ async def test_the_parties_shown_and_the_speaker_come_from_the_address(
     assert seats["LAB"] == 412  # Labour with the Speaker, as UK broadcasters counted it
     await expect(page.locator('[data-group="LAB"] .change')).to_have_text("211 seats gained")
     assert seats == banner_seats(await api_national(service.http))
-    await expect(page.locator("#outcome")).to_have_text("Labour wins a majority")
+    await expect(page.locator("#outcome")).to_have_text("Labour wins a majority of 172")
     page = await open_page(service.http + "/?parties=LAB,CON,RUK&speaker=none")
     await expect(page.locator("#seats-to-go")).to_have_text("0 seats to go")
     seats = await page_seats(page)

@@ -289,6 +289,26 @@ def test_since_resumes_the_log_from_a_saved_seq() -> None:
         Session(["national"], since={"national": "4-0"})
 
 
+def test_the_posts_log_holds_the_posts_replaced_in_place_and_withdrawn() -> None:
+    session = Session(["posts"])
+    session.receive(hello())
+    session.take_requests()
+    first, second = {"id": "p1", "title": "One"}, {"id": "p2", "title": "Two"}
+    session.receive(snapshot("posts", "2-0", {"recent": [first, second]}))
+
+    def posts_event(prev: str, seq: str, kind: str, post: dict[str, Any]) -> dict[str, Any]:
+        data = {"seq": seq, "kind": kind, "post": post}
+        return {"type": "event", "channel": "posts", "seq": seq, "prev": prev, "data": data}
+
+    replaced = {"id": "p1", "title": "One, updated"}
+    update = only(Update, session.receive(posts_event("2-0", "3-0", "replacement", replaced)))
+    assert update.state == {"seq": "3-0", "kind": "replacement", "post": replaced}
+    session.receive(posts_event("3-0", "4-0", "withdrawal", second))
+    session.receive(posts_event("4-0", "5-0", "post", {"id": "p3", "title": "Three"}))
+
+    assert session.state("posts") == {"recent": [replaced, {"id": "p3", "title": "Three"}]}
+
+
 # --- the client against a real service -----------------------------------------------------
 
 

@@ -239,6 +239,7 @@ async def test_json_once_prints_raw_snapshots_for_jq(
     assert [(m["type"], m["channel"]) for m in messages] == [
         ("snapshot", "national"),
         ("snapshot", "declarations"),
+        ("snapshot", "posts"),
         ("snapshot", f"constituency:{PETERBOROUGH}"),
     ]
     rest = (await service.get("/api/national")).json()
@@ -282,8 +283,8 @@ async def test_piped_it_prints_a_line_per_declaration_and_per_national_change(
         assert (await read_line(proc.stderr)).startswith("seatcast-ticker: live")
         first = await read_line(proc.stdout)
         assert (
-            first
-            == "0 of 650 declared, 650 to declare | no seats declared yet (326 for a majority)"
+            first == "0 of 650 declared, 650 to declare | no seats declared yet "
+            "(326 for a majority, 324 for a working majority)"
         )
         ids = await xadd(redis, service.settings.stream, *NIGHT_2024[:5])
         await caught_up(service, ids[-1])

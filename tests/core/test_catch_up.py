@@ -18,7 +18,15 @@ from hypothesis import strategies as st
 from service.core.election import Election
 from service.core.events import InvalidEvent, validate_event
 from service.core.seq import Seq
-from service.core.tally import DECLARATIONS, KEPT_FROM_QUIET, NATIONAL, Applied, Change, Tally
+from service.core.tally import (
+    DECLARATIONS,
+    KEPT_FROM_QUIET,
+    LOG_CHANNELS,
+    NATIONAL,
+    Applied,
+    Change,
+    Tally,
+)
 from tests.core.builders import (
     bundled_election,
     declaration,
@@ -296,7 +304,9 @@ def test_settle_without_quiet_applies_changes_nothing() -> None:
     # And the incremental bookkeeping still agrees with the rebuilt states.
     applied = _apply(tally, Seq(2, 0), declaration("S1", ANA, BEN), quiet=False)
     assert isinstance(applied, Applied) and applied.changes
-    assert tally.recompute() == {ch: s for ch, s in _states(tally).items() if ch != DECLARATIONS}
+    assert tally.recompute() == {
+        ch: s for ch, s in _states(tally).items() if ch not in LOG_CHANNELS
+    }
 
 
 def test_after_settle_every_share_moves_when_the_valid_votes_return_to_an_earlier_total() -> None:

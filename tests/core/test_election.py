@@ -279,6 +279,7 @@ def test_a_tiny_election_with_made_up_parties_works_end_to_end(tmp_path: Path) -
     assert set(desk.tally.channels()) == {
         "national",
         "declarations",
+        "posts",
         "constituency:N1",
         "constituency:N2",
         "constituency:S1",
@@ -321,7 +322,7 @@ def test_a_tiny_election_with_made_up_parties_works_end_to_end(tmp_path: Path) -
     assert desk.tally.recompute() == {
         channel: desk.tally.state(channel)
         for channel in desk.tally.channels()
-        if channel != "declarations"
+        if channel not in ("declarations", "posts")
     }
 
 

@@ -33,7 +33,7 @@ from service.core.events import (
     validate_event,
 )
 from service.core.seq import ZERO, Seq
-from service.core.tally import DECLARATIONS, NATIONAL, Applied, Change, Tally
+from service.core.tally import DECLARATIONS, LOG_CHANNELS, NATIONAL, Applied, Change, Tally
 from tests.core.builders import bundled_declarations, bundled_election, walk
 
 Document = dict[str, Any]
@@ -293,7 +293,7 @@ class Checked:
         self.corrections: dict[str, int] = {}
 
     def _states(self) -> dict[str, Any]:
-        return {ch: self.tally.state(ch) for ch in self.tally.channels() if ch != DECLARATIONS}
+        return {ch: self.tally.state(ch) for ch in self.tally.channels() if ch not in LOG_CHANNELS}
 
     @staticmethod
     def _copy(value: Any) -> Any:

@@ -121,6 +121,7 @@ UNDECLARED_SEAT = "E14001425"  # Peterborough: declared much later in the night
 CHANNELS = (
     "national",
     "declarations",
+    "posts",
     f"constituency:{FIRST_SEAT}",
     f"constituency:{UNDECLARED_SEAT}",
     "region:north-east",
@@ -131,7 +132,8 @@ CHANNELS = (
 
 def extra_events() -> list[dict[str, Any]]:
     """A flash, a correction and a retraction: patches that remove fields, and every kind;
-    a feed's totals that disagree with ours, then ones that agree."""
+    a feed's totals that disagree with ours, then ones that agree; posts, a replacement and
+    a withdrawal."""
     first = orjson.loads(NIGHT_2024[1])
     corrected = {**first, "candidates": [dict(c) for c in first["candidates"]]}
     corrected["candidates"][0]["votes"] += 10
@@ -143,6 +145,18 @@ def extra_events() -> list[dict[str, Any]]:
         corrected,
         {"type": "retraction", "constituency": FIRST_SEAT, "reason": "declared in error"},
         {"type": "retraction", "constituency": UNDECLARED_SEAT},
+        {
+            "type": "post",
+            "id": "p1",
+            "title": "What were the key issues in Peterborough?",
+            "body": "Housing.\n\nAnd <b>the</b> cost of living.",
+            "author": "Ana Ruiz",
+            "role": "Political correspondent",
+            "constituencies": [UNDECLARED_SEAT],
+        },
+        {"type": "post", "id": "p2", "title": "Turnout", "body": "Down on 2019."},
+        {"type": "post", "id": "p1", "title": "Key issues", "body": "Housing."},
+        {"type": "post", "id": "p2", "withdrawn": True},
         {"type": "exit_poll", "seats": {"LAB": 400, "CON": 140}},
     ]
 
@@ -205,7 +219,7 @@ async def test_real_messages_from_a_replay_fit_the_schemas(
         last = {"national": "", "declarations": ""}
         resumed = 0
         async with asyncio.timeout(TIMEOUT):
-            while resumed < 2 or last != {"national": ids[-1], "declarations": ids[-2]}:
+            while resumed < 2 or last != {"national": ids[-1], "declarations": ids[-6]}:
                 message = await receive(client)
                 if message["type"] == "resumed":
                     resumed += 1
@@ -214,8 +228,16 @@ async def test_real_messages_from_a_replay_fit_the_schemas(
 
     seen = {message["type"] for message in received}
     assert seen == SERVER_TYPES
-    kinds = {m["data"]["kind"] for m in received if m["type"] == "event"}
-    assert kinds == {"declaration", "flash", "correction", "retraction"}
+    kinds = {(m["channel"], m["data"]["kind"]) for m in received if m["type"] == "event"}
+    assert kinds == {
+        ("declarations", "declaration"),
+        ("declarations", "flash"),
+        ("declarations", "correction"),
+        ("declarations", "retraction"),
+        ("posts", "post"),
+        ("posts", "replacement"),
+        ("posts", "withdrawal"),
+    }
     for message in received:
         try:
             contract.check(message)
@@ -244,6 +266,7 @@ async def test_rest_states_fit_the_state_schemas(
     for seat in seats.values():
         validator("ConstituencyState").validate(seat)
     validator("DeclarationsLog").validate((await service.get("/api/declarations")).json()["data"])
+    validator("PostsLog").validate((await service.get("/api/posts")).json()["data"])
 
 
 def test_the_schemas_refuse_what_the_contract_rules_out(contract: Contract) -> None:
@@ -287,6 +310,13 @@ def test_the_schemas_refuse_what_the_contract_rules_out(contract: Contract) -> N
         {**good, "channel": "constituency:X"},
         {"type": "delta", "channel": "national", "seq": "2-0", "prev": "1-0", "patch": {"x": 1}},
         {"type": "event", "channel": "national", "seq": "2-0", "prev": "1-0", "data": {}},
+        {
+            "type": "event",
+            "channel": "posts",
+            "seq": "2-0",
+            "prev": "1-0",
+            "data": {"seq": "2-0", "kind": "declaration", "post": {"id": "p"}},
+        },
         {"type": "hello", "election": "x", "epoch": "0-0"},
     ]
     for message in bad:

@@ -146,7 +146,7 @@ async def test_one_bad_event_refuses_the_request_with_reasons_by_index(
         {
             "index": 3,
             "reason": "unknown event type 'landslide' (expected one of declaration, exit_poll, "
-            "flash, retraction, state_of_parties, status)",
+            "flash, post, retraction, state_of_parties, status)",
         },
     ]
     assert await redis.xlen(desk.settings.stream) == 0

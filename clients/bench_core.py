@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 import orjson
 
+from service.core.decoding import decode_event
 from service.core.election import Election, load_election
-from service.core.events import Event, InvalidEvent, decode_event
+from service.core.events import Event, InvalidEvent
 from service.core.seq import Seq
 from service.core.tally import Tally
 from service.data import available, election_path, night_path

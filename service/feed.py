@@ -34,8 +34,9 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.core.decoding import decode_event
 from service.core.election import Election
-from service.core.events import InvalidEvent, decode_event
+from service.core.events import InvalidEvent
 from service.core.seq import ZERO, Seq
 from service.core.tally import Applied, Change, Tally
 

@@ -27,7 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.access import AccessDenied, Grant, bearer
-from service.core.events import InvalidEvent, validate_event
+from service.core.decoding import validate_event
+from service.core.events import InvalidEvent
 
 if TYPE_CHECKING:
     from service.runtime import Runtime

@@ -30,7 +30,8 @@ from clients.pa.files import (
     parse_pa,
 )
 from clients.pa.mapping import Mapper
-from service.core.events import InvalidEvent, validate_event
+from service.core.decoding import validate_event
+from service.core.events import InvalidEvent
 
 log = logging.getLogger("seatcast-pa")
 

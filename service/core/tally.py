@@ -2,11 +2,16 @@
 
 Pure: no I/O. Call ``apply(seq, event)`` once per stream entry, in stream order; it returns
 the per-channel changes (a JSON Merge Patch per state channel, an event on the logs,
-``declarations`` and ``posts``),
-each stamped with the entry's seq and the seq of the channel's previous change.
+``declarations`` and ``posts``), each stamped with the entry's seq and the seq of the
+channel's previous change.
 
 A reader catching up with a long stream before anyone listens applies with ``quiet=True``
 and calls ``settle()`` at the end: the same states and seqs, for a fraction of the work.
+
+Longer than the other modules on purpose: ``Tally`` is the one place where an event meets
+the state, and every event kind's effect, the channel seqs and the quiet catch-up must be
+read together to see that incremental state equals recomputation. What can stand alone
+already does (records, totals, states, headline, majorities, feed_check, posts).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from clients.pa.files import PaFileError, PaResult, PaSeat, PaStateOfParties, pa
 from clients.pa.mapping import MapFileError, Mapper, UnmappedError, fold_name, read_seat_map
 from clients.pa.writer import PaWriter, seat_numbers
 from service import data
+from service.core.decoding import validate_event
 from service.core.election import Election, load_election, parse_election
-from service.core.events import validate_event
 
 PETERBOROUGH = "E14001425"
 AT = datetime(2024, 7, 5, 3, 0, tzinfo=UTC)

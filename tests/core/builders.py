@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from service import data
+from service.core.decoding import validate_event
 from service.core.election import Election, load_election, parse_election
-from service.core.events import validate_event
 from service.core.seq import Seq
 from service.core.tally import Applied, Tally
 

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.core.decoding import validate_event
 from service.core.election import Election
-from service.core.events import InvalidEvent, validate_event
+from service.core.events import InvalidEvent
 from service.core.seq import Seq
 from service.core.tally import (
     DECLARATIONS,

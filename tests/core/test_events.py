@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from service.core.decoding import decode_event, validate_event
 from service.core.events import (
     MAX_VOTES,
     Candidate,
@@ -17,8 +18,6 @@ from service.core.events import (
     Retraction,
     StateOfParties,
     StatusChange,
-    decode_event,
-    validate_event,
 )
 from tests.core.builders import (
     bundled_election,

@@ -11,14 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.core.decoding import decode_event, validate_event
 from service.core.election import Election
-from service.core.events import (
-    InvalidEvent,
-    PartyFigures,
-    StateOfParties,
-    decode_event,
-    validate_event,
-)
+from service.core.events import InvalidEvent, PartyFigures, StateOfParties
 from service.core.seq import Seq
 from service.core.tally import NATIONAL, Tally
 from tests.core.builders import (

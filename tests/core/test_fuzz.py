@@ -13,7 +13,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.core.events import InvalidEvent, decode_event
+from service.core.decoding import decode_event
+from service.core.events import InvalidEvent
 from service.core.seq import Seq
 from service.core.tally import Tally
 from tests.core.builders import bundled_declarations, bundled_election, tiny_election

@@ -18,8 +18,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 
+from service.core.decoding import decode_event
 from service.core.election import parse_election
-from service.core.events import Declaration, InvalidEvent, decode_event
+from service.core.events import Declaration, InvalidEvent
 from service.core.tally import DECLARATIONS, NATIONAL, Applied
 from tests.core.builders import Desk, bundled_declarations, bundled_election, tiny_definition
 from tests.core.test_tally import snapshot

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.core.events import Declaration, InvalidEvent, decode_event
+from service.core.decoding import decode_event
+from service.core.events import Declaration, InvalidEvent
 from service.core.identity import candidate_key
 from service.core.tally import Applied
 from tests.core.builders import Desk, bundled_declarations, bundled_election

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.core.decoding import decode_event, validate_event
 from service.core.events import (
     POST_BODY_MAX,
     POST_ID_MAX,
@@ -16,8 +17,6 @@ from service.core.events import (
     POST_TITLE_MAX,
     InvalidEvent,
     Post,
-    decode_event,
-    validate_event,
 )
 from service.core.posts import POSTS, RECENT_POSTS
 from service.core.seq import Seq

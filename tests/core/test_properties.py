@@ -19,6 +19,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.core.decoding import validate_event
 from service.core.election import Election, parse_election
 from service.core.events import (
     STATUSES,
@@ -30,7 +31,6 @@ from service.core.events import (
     SeatEvent,
     StateOfParties,
     StatusChange,
-    validate_event,
 )
 from service.core.seq import ZERO, Seq
 from service.core.tally import DECLARATIONS, LOG_CHANNELS, NATIONAL, Applied, Change, Tally

@@ -10,7 +10,7 @@ from typing import Any
 import json_merge_patch
 import pytest
 
-from service.core.events import decode_event
+from service.core.decoding import decode_event
 from service.core.seq import Seq
 from service.core.tally import (
     DECLARATIONS,

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from service.core.decoding import validate_event
 from service.core.election import parse_election
-from service.core.events import InvalidEvent, validate_event
+from service.core.events import InvalidEvent
 from service.core.seq import ZERO, Seq
 from service.core.tally import (
     DECLARATIONS,

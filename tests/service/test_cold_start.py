@@ -14,8 +14,9 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
+from service.core.decoding import decode_event
 from service.core.election import Election
-from service.core.events import InvalidEvent, decode_event
+from service.core.events import InvalidEvent
 from service.core.seq import Seq
 from service.core.tally import Tally
 from service.settings import Settings

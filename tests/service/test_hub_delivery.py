@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 
 from service import data
+from service.core.decoding import decode_event
 from service.core.election import load_election
-from service.core.events import decode_event
 from service.core.seq import Seq
 from service.core.tally import NATIONAL, Tally
 from service.fanout.hub import Hub

@@ -17,8 +17,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.core.decoding import validate_event
 from service.core.election import Election
-from service.core.events import InvalidEvent, validate_event
+from service.core.events import InvalidEvent
 from service.core.seq import Seq
 from service.core.tally import DECLARATIONS, NATIONAL, Tally
 from service.fanout.hub import RESUME_WAIT, Hub

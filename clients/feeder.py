@@ -6,7 +6,7 @@ to the Redis stream as one entry with one field, ``event``, holding compact JSON
 own clock sets the pace, sped up ``--speed`` times, with no single wait over ``--max-gap``.
 
 ``--redis-url`` takes the service's URL forms, a Sentinel's included (see
-:mod:`service.redis_url`): through a failover, each write is retried on the new primary for up
+:mod:`service.protocol.stream`): through a failover, each write is retried on the new primary for up
 to ``--wait`` seconds. ``--wait-replicas N`` makes each write wait (Redis ``WAIT``) until N
 replicas have it, so that a failover cannot lose it.
 
@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
-from urllib.parse import quote
 
 import orjson
 import redis
@@ -46,8 +45,7 @@ from clients.night import (
     load_night,
     plan_night,
 )
-from service.embedded import SOCKET_NAME
-from service.redis_url import follow_primary, redact, sync_client
+from service.protocol.stream import embedded_url, follow_primary, redact, sync_client
 
 __all__ = ["build_parser", "default_redis_url", "main", "redact"]
 
@@ -74,7 +72,7 @@ def _env(name: str) -> str | None:
 def default_redis_url() -> str:
     """The embedded Redis's socket: ``unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock``."""
     data_dir = Path(_env("SEATCAST_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
-    return "unix://" + quote(os.path.abspath(data_dir / SOCKET_NAME))
+    return embedded_url(data_dir)
 
 
 def _non_negative(kind: type[int] | type[float]) -> Any:

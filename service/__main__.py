@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from service.core.election import ElectionError, load_election
 from service.embedded import EmbeddedRedis, EmbeddedRedisError
-from service.redis_url import check_url, redact
+from service.protocol.stream import check_url, redact
 from service.server import ignore_stop_signals, serve
 from service.settings import load_settings
 from service.webhooks import WebhookError, parse_targets

@@ -34,11 +34,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from service.protocol.stream import EMBEDDED_SOCKET
+
 __all__ = ["EmbeddedRedis", "EmbeddedRedisError"]
 
 logger = logging.getLogger("seatcast.embedded")
 
-SOCKET_NAME = "redis.sock"
+SOCKET_NAME = EMBEDDED_SOCKET
 LOCK_NAME = "redis.lock"
 PID_NAME = "redis.pid"
 LOG_NAME = "redis.log"
@@ -82,7 +84,7 @@ def _quote_conf(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _pdeathsig_preexec(parent_pid: int) -> Callable[[], None] | None:
+def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM the child when its parent dies; None elsewhere."""
     if not sys.platform.startswith("linux"):
         return None
@@ -309,7 +311,7 @@ class EmbeddedRedis:
         log_path = self._data_dir / LOG_NAME
         assert self._lock_fd is not None
         on_main_thread = threading.current_thread() is threading.main_thread()
-        preexec = _pdeathsig_preexec(os.getpid()) if on_main_thread else None
+        preexec = die_with_parent(os.getpid()) if on_main_thread else None
         # Anything redis-server prints before it opens its log file (a bad config line, say)
         # goes to the same log, so a failure message can quote it.
         with log_path.open("ab") as log:

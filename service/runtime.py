@@ -27,7 +27,7 @@ from service.fanout.hub import Hub
 from service.fanout.subscriber import Subscriber
 from service.feed import Feed, Rejection, read_timeout
 from service.metrics import Metrics
-from service.redis_url import AsyncRedis
+from service.protocol.stream import AsyncRedis
 from service.settings import Settings
 from service.transport.admission import Admission
 from service.webhooks import Webhooks, parse_targets

@@ -10,7 +10,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
@@ -21,6 +20,7 @@ from clients.loadgen.connections import LINKS
 from clients.loadgen.limits import raise_open_files_limit, require_loopback
 from clients.loadgen.publisher import load_night
 from clients.loadgen.subscribers import MIXES
+from service.protocol.stream import redact as redact_url
 
 PROG = "seatcast-loadgen"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -29,14 +29,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
 
 
 def redact(text: str) -> str:
-    """A URL without its password (anything else unchanged), for reports and messages."""
+    """A URL (or ``--option=URL``) without its password, for reports and messages."""
     if text.startswith("--") and "=" in text:
         option, _, value = text.partition("=")
-        return f"{option}={redact(value)}"
-    parts = urlsplit(text)
-    if "://" not in text or parts.password is None:
-        return text
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+        return f"{option}={redact_url(value)}"
+    return redact_url(text)
 
 
 def _positive(kind: type[int] | type[float], allow_zero: bool = False) -> Any:

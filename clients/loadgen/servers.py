@@ -14,7 +14,6 @@ the relay's ``GET /readyz`` that says when the two are ready.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import os
 import shutil
@@ -31,7 +30,7 @@ from typing import IO
 import redis
 
 from clients.loadgen.limits import raise_open_files_limit
-from service.embedded import EmbeddedRedisError, redis_server_binary
+from service.embedded import EmbeddedRedisError, die_with_parent, redis_server_binary
 
 SERVERS = ("seatcast", "naive", "broadcast", "redis")
 LABELS = {
@@ -198,34 +197,12 @@ def _spawn(
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(os.getpid()),
         )
     except BaseException:
         log.close()
         raise
     return Server(kind, port, process, log_path, log)
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """Linux: have the child sent SIGTERM when the load generator dies, even by SIGKILL (when
-    ``stop()`` never runs), so that no server outlives it. None where that is not available."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the parent was gone before the request took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 def ready(port: int) -> bool:

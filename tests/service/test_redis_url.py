@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from service.redis_url import AsyncRedis, check_url, parse_sentinel_url, redact, sync_client
+from service.protocol.stream import AsyncRedis, check_url, parse_sentinel_url, redact, sync_client
 from tests.clients.commands import ROOT
 from tests.conftest import TIMEOUT
 

@@ -1,4 +1,5 @@
-"""Redis clients from a URL: ``redis://``, ``rediss://``, ``unix://`` or a Sentinel's.
+"""How to reach the stream: Redis clients from a URL (``redis://``, ``rediss://``, ``unix://``
+or a Sentinel's), and where a local service's embedded Redis listens.
 
 A Sentinel URL names the Sentinels and the primary they watch; its clients ask the Sentinels
 where the primary is whenever they (re)connect, and so follow a failover::
@@ -9,15 +10,18 @@ where the primary is whenever they (re)connect, and so follow a failover::
 The user and password are Redis's, as in ``redis://``. Sentinels that need credentials of their
 own take them as the options ``sentinel_username`` and ``sentinel_password``. Every other
 option is one of redis-py's URL options (``socket_timeout``, ``ssl_ca_certs``, ...) and applies
-to Redis and to the Sentinels. The feeder shares this module: one URL form for both commands.
+to Redis and to the Sentinels. The service and every publisher (the feeder, the PA adapter)
+share this module: one URL form for all commands.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -25,6 +29,16 @@ import redis.asyncio.connection as aioconnection
 import redis.asyncio.sentinel as aiosentinel
 import redis.connection
 import redis.sentinel
+
+EMBEDDED_SOCKET = "redis.sock"
+"""The unix socket, in the service's data dir, of the Redis it starts when given no URL: a
+publisher given no URL writes there, to the service running in the same directory."""
+
+
+def embedded_url(data_dir: Path) -> str:
+    """The URL of the embedded Redis of a service whose data dir is ``data_dir``."""
+    return "unix://" + quote(os.path.abspath(data_dir / EMBEDDED_SOCKET))
+
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 """Scheme → whether it is TLS."""
@@ -94,7 +108,10 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def redact(url: str) -> str:
-    """The URL with its password (and any ``sentinel_password``) as ``***``, for messages."""
+    """The URL with its password (and any ``sentinel_password``) as ``***``, for messages;
+    anything that is not a URL, as it is."""
+    if "://" not in url:
+        return url
     parts = urlsplit(url)
     if parts.password is None and "sentinel_password" not in parts.query:
         return url

@@ -13,22 +13,22 @@ import redis.asyncio as aioredis
 
 from tests.conftest import TIMEOUT
 from tests.service.conftest import NIGHT_2024, xadd
-from tests.service.test_process import closed_code, service_process, subscribed, wait_ready
+from tests.service.test_process import (
+    closed_code,
+    listening,
+    service_process,
+    subscribed,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def serving(pid: int, port: int) -> set[int]:
-    """The processes under ``pid`` that listen on ``port``: its workers, known by what they
-    do. Not "any child": multiprocessing's resource tracker is a child too, and it exits
-    only just after the parent."""
-    workers = set()
-    for child in psutil.Process(pid).children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            for connection in child.net_connections(kind="tcp"):
-                if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
-                    workers.add(child.pid)
-    return workers
+def workers_of(pid: int, port: int) -> set[int]:
+    """The service's workers, known by what they do: its child processes that listen on
+    the port. Not "any child": multiprocessing's resource tracker is a child too, and it
+    exits only just after the parent."""
+    return listening(pid, port) - {pid}
 
 
 def alive(pid: int) -> bool:
@@ -45,7 +45,7 @@ async def test_workers_share_the_port_serve_everyone_and_stop_together(
     env = {"REDIS_URL": redis_url, "SEATCAST_STREAM": stream_key, "SEATCAST_WORKERS": "2"}
     with service_process(env) as (process, port):
         async with asyncio.timeout(TIMEOUT):
-            while len(workers := serving(process.pid, port)) < 2:
+            while len(workers := workers_of(process.pid, port)) < 2:
                 assert process.poll() is None, "the service exited"
                 await asyncio.sleep(0.05)
         assert len(workers) == 2

@@ -105,7 +105,12 @@ class Feed:
     _progressed: bool = False
 
     async def _read_forever(self) -> None:
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # redis-py can swallow a cancellation that lands mid-command and return;
+                # the reader would then read on for ever, and the process never exit.
+                raise asyncio.CancelledError
             await self._flush_rejections()
             # One round trip: the read, then the stream's first and newest entries *after*
             # it. If the first entry is not this epoch's, the stream was deleted and begun

@@ -23,8 +23,10 @@ from websockets.exceptions import ConnectionClosed
 
 from service.app import stop_feed
 from service.embedded import EmbeddedRedis
+from service.feed import Feed, FeedListener
 from service.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.core.builders import bundled_election
 from tests.service.conftest import NIGHT_2024, connect, run_service, xadd
 from tests.service.test_process import service_process, wait_ready
 
@@ -218,3 +220,42 @@ async def test_a_reader_that_swallows_its_cancellation_is_still_stopped(redis_ur
     assert reading.is_set()
     assert task.done()
     await client.aclose()
+
+
+async def test_a_reader_whose_cancellation_the_library_swallows_stops_at_its_next_read(
+    redis_url: str, stream_key: str
+) -> None:
+    """Python 3.11's asyncio.wait_for, which redis-py wraps its writes in, loses a
+    cancellation that lands as the write completes, and the command goes on: a reader that
+    relied on the cancellation arriving read on for ever, and SIGTERM never ended the
+    process (1 in ~10 with events flowing)."""
+    client = aioredis.Redis.from_url(redis_url)
+    caught_up = asyncio.Event()
+
+    def ignore(*_: Any) -> None:
+        pass
+
+    listener = FeedListener(
+        applied=ignore,
+        rejected=ignore,
+        reset=ignore,
+        epoch_adopted=ignore,
+        settled=ignore,
+        ready=caught_up.set,
+        batch_done=ignore,
+        connected=ignore,
+        lag=ignore,
+    )
+    feed = Feed(client, stream_key, f"{stream_key}:rejected", bundled_election(), listener)
+    task = asyncio.create_task(feed.run())
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await caught_up.wait()
+        # The reader is now writing its blocking read: on 3.11 this is where it was lost.
+        task.cancel()
+        await asyncio.wait({task}, timeout=TIMEOUT)
+        assert task.done(), "the reader read on after its cancellation"
+        assert task.cancelled()
+    finally:
+        task.cancel()
+        await client.aclose()

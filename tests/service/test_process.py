@@ -67,7 +67,12 @@ def service_process(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[byte
                     assert time.monotonic() < deadline, f"the service never listened on {port}"
                     time.sleep(0.05)
                 if process.poll() is None:
-                    yield process, port
+                    try:
+                        yield process, port
+                    except BaseException:
+                        output.seek(0)  # shown with the failure (pytest prints what was captured)
+                        print("the service's output:", output.read().decode(errors="replace"))
+                        raise
                     return
                 output.seek(0)
                 said = output.read().decode(errors="replace")

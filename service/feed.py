@@ -161,7 +161,12 @@ class Feed:
 
     async def _read_forever(self) -> None:
         timed_out = 0
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # redis-py can swallow a cancellation that lands mid-command and return;
+                # the reader would then read on for ever, and the process never exit.
+                raise asyncio.CancelledError
             await self._flush_rejections()
             # One round trip: the read, then the stream's first and newest entries *after*
             # it, and whether the last entry applied is still there. If the first entry is

@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, settings
 
 from service.embedded import EmbeddedRedis
 
 # One bound for every wait in the suite: long enough for a loaded CI machine, short enough
 # that a hang fails quickly.
 TIMEOUT = 15.0
+
+# Properties are checked by what they find, never by how fast: on a loaded machine an
+# example may take longer than hypothesis's default deadline (200 ms), and drawing one
+# longer than its "too slow" health check allows.
+settings.register_profile("seatcast", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("seatcast")
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,9 @@ async def test_the_parties_shown_and_the_speaker_come_from_the_address(
     await expect(page.locator("#seats-to-go")).to_have_text("0 seats to go")
     seats = await page_seats(page)
     assert seats["LAB"] == 412  # Labour with the Speaker, as UK broadcasters counted it
+    await expect(page.locator('[data-group="LAB"] .name small')).to_have_text(
+        "includes the Speaker"
+    )
     await expect(page.locator('[data-group="LAB"] .change')).to_have_text("211 seats gained")
     assert seats == banner_seats(await api_national(service.http))
     await expect(page.locator("#outcome")).to_have_text("Labour wins a majority of 172")
@@ -184,6 +187,12 @@ async def test_the_parties_shown_and_the_speaker_come_from_the_address(
     assert list(seats) == ["LAB", "CON", "RUK", "others"]
     assert seats == banner_seats(await api_national(service.http), ("LAB", "CON", "RUK"), "")
     assert seats["LAB"] == 411
+    await expect(page.locator('[data-group="LAB"] .name small')).to_have_count(0)
+    page = await open_page(service.http + "/?speaker=CON")  # the README's example
+    await expect(page.locator("#seats-to-go")).to_have_text("0 seats to go")
+    seats = await page_seats(page)
+    assert seats == banner_seats(await api_national(service.http), DEFAULT_ALONE, "CON")
+    assert (seats["LAB"], seats["CON"]) == (411, 122)
 
 
 # RFC 7386, appendix A: target, patch, result.

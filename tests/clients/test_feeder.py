@@ -17,8 +17,10 @@ import redis.asyncio as aioredis
 
 from clients.feeder import redact
 from tests.clients.commands import ROOT, Run, run_module
+from tests.conftest import TIMEOUT
 
-TIMEOUT = 30.0
+# A whole replay is a process start and 650 seats: twice the suite's bound.
+REPLAY_SECONDS = TIMEOUT * 2
 # Nothing listens on port 1: a Redis URL that can never answer.
 DEAD_URL = "redis://127.0.0.1:1/0"
 
@@ -39,7 +41,10 @@ def command(*args: str) -> list[str]:
 
 async def run_feeder(*args: str, env: dict[str, str] | None = None) -> Run:
     return await run_module(
-        "clients.feeder", *args, env=env if env is not None else feeder_env(), seconds=TIMEOUT
+        "clients.feeder",
+        *args,
+        env=env if env is not None else feeder_env(),
+        seconds=REPLAY_SECONDS,
     )
 
 

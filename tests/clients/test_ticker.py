@@ -327,20 +327,27 @@ async def test_on_a_terminal_it_draws_the_live_board(
         stderr=terminal,
     )
     os.close(terminal)
-    screen = b""
+    screen = bytearray()
+
+    def read_to_the_end() -> None:
+        # Read all along: the board redraws four times a second, and a terminal nobody
+        # reads fills up and blocks it, its exit included.
+        with contextlib.suppress(OSError):  # EIO once the terminal's last writer is gone
+            while chunk := os.read(controller, 65536):
+                screen.extend(chunk)
+
+    reading = asyncio.ensure_future(asyncio.to_thread(read_to_the_end))
     try:
         async with asyncio.timeout(TIMEOUT):
             while b"Latest declarations" not in screen or "● live".encode() not in screen:
-                screen += await asyncio.to_thread(os.read, controller, 65536)
+                await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 130
-        with contextlib.suppress(OSError):  # EIO once the terminal's last writer is gone
-            while chunk := await asyncio.to_thread(os.read, controller, 65536):
-                screen += chunk
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        await asyncio.wait_for(reading, TIMEOUT)
         os.close(controller)
     text = screen.decode(errors="replace")
     assert "\x1b[" in text, "no terminal control codes: the live board was not drawn"

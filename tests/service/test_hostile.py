@@ -7,6 +7,8 @@ import base64
 import contextlib
 import os
 import resource
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import websockets
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
 
 from service.settings import Settings
 from tests.conftest import TIMEOUT
@@ -115,21 +120,40 @@ async def test_invalid_utf8_in_a_text_frame_closes_with_1007(service: RunningSer
     writer.close()
 
 
-async def test_a_client_that_stops_answering_pings_is_closed(
+async def test_a_client_that_stops_answering_pings_is_closed_by_the_ping_timeout(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with run_service(make_settings(ping_interval=0.3, ping_timeout=0.3)) as service:
-        reader, writer = await raw_websocket(service.port)
+    interval, timeout = 0.2, 1.0
+    async with run_service(make_settings(ping_interval=interval, ping_timeout=timeout)) as service:
+        # A client that reads (so that nothing blocks) but never sends a byte after its
+        # handshake: its pong waits in data_to_send, never written.
+        silent = ClientProtocol(parse_uri(service.ws))
+        silent.send_request(silent.connect())
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+        writer.write(b"".join(silent.data_to_send()))
+        started = time.monotonic()
+        pings = 0
         async with asyncio.timeout(TIMEOUT):
-            await reader.readuntil(b"\r\n\r\n")
-            # Read (so that nothing blocks) but never answer: the server gives up on us.
-            while await reader.read(4096):
-                pass
+            while silent.close_rcvd is None:
+                data = await reader.read(4096)
+                assert data, "the connection ended without a close frame"
+                silent.receive_data(data)
+                events = silent.events_received()
+                pings += sum(isinstance(e, Frame) and e.opcode is Opcode.PING for e in events)
+        took = time.monotonic() - started
         writer.close()
-        # A live client is not affected.
+        # Closed by the keepalive (not by a crash, which would also be a 1011): one ping
+        # went unanswered, and the close came once the interval and the timeout had passed.
+        assert (silent.close_rcvd.code, silent.close_rcvd.reason) == (
+            1011,
+            "keepalive ping timeout",
+        )
+        assert pings == 1
+        assert interval + timeout <= took < TIMEOUT
+        # A live client is not affected: it has answered the pings of longer than that.
         async with connect(service) as client:
             await client.receive()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(2 * interval + timeout)
             await client.send({"op": "ping", "id": 2})
             assert (await client.receive())["type"] == "pong"
 
@@ -142,18 +166,28 @@ def rss_bytes(pid: int) -> int:
 
 
 async def burst(port: int, count: int) -> None:
-    """Open ``count`` connections (500 at a time), read the hello, drop them."""
+    """Open ``count`` connections (500 at a time), read the hello, drop them; every one
+    must open."""
     semaphore = asyncio.Semaphore(500)
+    opened = 0
+    failures: Counter[str] = Counter()
 
     async def one() -> None:
+        nonlocal opened
         async with semaphore:
-            with contextlib.suppress(OSError, ConnectionClosed, TimeoutError):
+            try:
                 async with websockets.connect(
                     f"ws://127.0.0.1:{port}/ws", open_timeout=TIMEOUT, compression=None
                 ) as ws:
-                    await ws.recv()
+                    async with asyncio.timeout(TIMEOUT):
+                        hello = orjson.loads(await ws.recv())
+                    if hello["type"] == "hello":
+                        opened += 1
+            except (OSError, ConnectionClosed, TimeoutError) as exc:
+                failures[type(exc).__name__] += 1
 
     await asyncio.gather(*(one() for _ in range(count)))
+    assert (opened, dict(failures)) == (count, {})
 
 
 @pytest.mark.slow
@@ -169,7 +203,9 @@ async def test_a_burst_of_connections_opened_and_dropped_leaves_nothing_behind(
             await wait_ready(port)
             await burst(port, 500)  # warm up: the allocator's arenas, uvicorn's caches
             baseline = rss_bytes(process.pid)
-            async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as watcher:
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/ws", open_timeout=TIMEOUT
+            ) as watcher:
                 await watcher.recv()
                 await watcher.send('{"op": "subscribe", "channels": ["national"]}')
                 await watcher.recv()

@@ -260,6 +260,11 @@ async def test_two_instances_on_one_stream_agree(
         for path in ("/api/national", f"/api/constituencies/{PETERBOROUGH}", "/api/declarations"):
             assert (await one.get(path)).json() == (await two.get(path)).json()
         # Each bad entry is copied to the rejected stream once, whichever instance got it.
+        # An instance copies a batch's rejections before it reads on: once both have
+        # applied an entry after the bad one, both have tried.
+        [after] = await xadd(redis, settings.stream, NIGHT_2024[100])
+        await _wait_for_seq(one, after)
+        await _wait_for_seq(two, after)
         assert await redis.xlen(f"{settings.stream}:rejected") == 1
 
 

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.workers == 1:
             serve(settings, election)
         else:
-            run_workers(settings)
+            return run_workers(settings)
     finally:
         if embedded is not None:
             embedded.stop()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
+import subprocess
+import sys
 
 import orjson
 import psutil
@@ -63,3 +67,31 @@ async def test_workers_share_the_port_serve_everyone_and_stop_together(
         assert process.returncode == 0
         # The parent returns only once it has joined (and so reaped) every worker.
         assert not [pid for pid in workers if alive(pid)]
+
+
+async def test_workers_that_cannot_take_the_port_end_the_service_with_an_error(
+    redis_url: str, stream_key: str
+) -> None:
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: nobody may share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "SEATCAST_STREAM": stream_key,
+            "SEATCAST_WORKERS": "2",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+        }
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "service"],
+            env=env,
+            capture_output=True,
+            timeout=TIMEOUT * 2,
+        )
+    assert result.returncode == 1
+    said = result.stderr.decode(errors="replace")
+    assert f"cannot listen on 127.0.0.1:{port}" in said
+    assert "ended by itself" in said

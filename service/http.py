@@ -81,11 +81,16 @@ def not_ready(request: Request) -> Response | None:
     return error_response(503, "not_ready", CATCHING_UP)
 
 
-def channel_grant(request: Request, channel: str, what: str) -> Grant | Response:
-    """The caller's grant for ``channel``, or the error to answer (503, 401, 404, 403)."""
+def ready_grant(request: Request) -> Grant | Response:
+    """The caller's grant once the state is whole, or the error to answer (503, 401)."""
     if (refusal := not_ready(request)) is not None:
         return refusal
-    grant = request_grant(request)
+    return request_grant(request)
+
+
+def channel_grant(request: Request, channel: str, what: str) -> Grant | Response:
+    """The caller's grant for ``channel``, or the error to answer (503, 401, 404, 403)."""
+    grant = ready_grant(request)
     if isinstance(grant, Response):
         return grant
     tally = _runtime(request).tally
@@ -185,9 +190,7 @@ async def constituency(request: Request) -> Response:
 
 
 async def constituencies(request: Request) -> Response:
-    if (refusal := not_ready(request)) is not None:
-        return refusal
-    grant = request_grant(request)
+    grant = ready_grant(request)
     if isinstance(grant, Response):
         return grant
     tally = _runtime(request).tally

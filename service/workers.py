@@ -44,10 +44,12 @@ def run_workers(settings: Settings) -> int:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, stop)
     # Wait for the first worker to end: told to, or by itself (then the rest are stopped).
-    multiprocessing.connection.wait([process.sentinel for process in workers])
+    ended = multiprocessing.connection.wait([process.sentinel for process in workers])
     by_itself = not stopping
     if by_itself:
-        for process in [p for p in workers if not p.is_alive()]:
+        # A sentinel is ready as the worker exits, a moment before it can be reaped: join it.
+        for process in [p for p in workers if p.sentinel in ended]:
+            process.join()
             log.error(
                 "worker %s ended by itself (exit code %s): stopping the others",
                 process.name,

@@ -23,15 +23,16 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The suite runs twice: on the embedded redis-server (nothing installed), then against a
-# real Redis at REDIS_URL_FOR_TESTS.
+# The whole suite on the embedded redis-server (nothing installed); then its Redis-facing half
+# again against a real Redis at REDIS_URL_FOR_TESTS (the core is pure, and the browser tests
+# check the page, whichever Redis feeds it).
 test: lint test-embedded test-redis
 
 test-embedded: setup
 	env -u REDIS_URL $(BIN)/pytest
 
 test-redis: setup
-	REDIS_URL=$(REDIS_URL_FOR_TESTS) $(BIN)/pytest
+	REDIS_URL=$(REDIS_URL_FOR_TESTS) $(BIN)/pytest tests/service tests/clients
 
 bench: setup
 	$(BIN)/python -m clients.bench_core

@@ -61,7 +61,8 @@ async def run_service(
     config = uvicorn_config(settings, create_app(settings))
     config.log_level = "warning"
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # A no-op: uvicorn dropped this method (serve() captures signals itself).
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve())
     running = RunningService(settings, server, task)
     try:

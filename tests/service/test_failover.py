@@ -61,10 +61,12 @@ class Follower:
         if kind == "hello":
             self.hellos += 1
         elif kind == "snapshot":
+            assert channel is not None
             self.seqs[channel] = message["seq"]
             if channel == "national":
                 self.national = message["data"]
         elif kind in ("delta", "event"):
+            assert channel is not None
             assert message["prev"] == self.seqs[channel], f"a gap on {channel}"
             self.seqs[channel] = message["seq"]
             if kind == "delta":

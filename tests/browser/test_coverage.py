@@ -14,6 +14,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import TIMEOUT
+from tests.replies import entries
 from tests.service.conftest import NIGHT_2024, RunningService, xadd
 
 pytestmark = pytest.mark.browser
@@ -91,7 +92,7 @@ async def test_a_seat_shows_every_post_about_it_even_older_than_the_panel_holds(
     service: RunningService, open_page: OpenPage, redis: aioredis.Redis
 ) -> None:
     stream = service.settings.stream
-    about = {"constituencies": [PETERBOROUGH]}
+    about: dict[str, Any] = {"constituencies": [PETERBOROUGH]}
     await xadd(
         redis,
         stream,
@@ -163,7 +164,7 @@ async def test_hostile_text_is_shown_as_text_and_never_run(
             await asyncio.sleep(0.02)
     rejected = {
         fields[b"id"].decode(): fields[b"reason"].decode()
-        for _, fields in await redis.xrange(f"{stream}:rejected")
+        for _, fields in entries(await redis.xrange(f"{stream}:rejected"))
     }
     assert "control character (U+001B)" in rejected[ids[2]]
     assert "bidirectional control (U+202E)" in rejected[ids[3]]
@@ -249,7 +250,7 @@ async def test_a_seats_posts_are_fetched_again_when_the_log_starts_afresh(
     service: RunningService, open_page: OpenPage, redis: aioredis.Redis
 ) -> None:
     stream = service.settings.stream
-    about = {"constituencies": [PETERBOROUGH]}
+    about: dict[str, Any] = {"constituencies": [PETERBOROUGH]}
     await xadd(redis, stream, post("p1", "Before the stream began again", **about))
     page = await open_page(f"{service.http}/?seat={PETERBOROUGH}")
     seat_posts = page.locator("#seat-posts .post-title")

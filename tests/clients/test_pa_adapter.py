@@ -29,6 +29,7 @@ from tests.clients.pa_support import (
     write_night,
 )
 from tests.conftest import TIMEOUT
+from tests.replies import entries
 from tests.service.conftest import run_service
 
 __all__ = ["pa_stream"]  # the fixture, used by name
@@ -244,7 +245,7 @@ async def test_a_map_file_places_seats_by_pa_number_whatever_the_name(
 
     assert run.code == 0, run.stderr
     assert summary(run.stderr).written == 1
-    [(_, fields)] = await redis.xrange(pa_stream)
+    [(_, fields)] = entries(await redis.xrange(pa_stream))
     assert orjson.loads(fields[b"event"])["constituency"] == PETERBOROUGH
 
 
@@ -294,7 +295,9 @@ async def test_within_a_seat_the_rush_goes_first_and_results_in_revision_order(
     run = await run_pa("--dir", str(drop), "--once", env=pa_env(redis_url, pa_stream))
 
     assert run.code == 0, run.stderr
-    events = [orjson.loads(fields[b"event"]) for _, fields in await redis.xrange(pa_stream)]
+    events = [
+        orjson.loads(fields[b"event"]) for _, fields in entries(await redis.xrange(pa_stream))
+    ]
     assert [(e["type"], e.get("revision")) for e in events] == [
         ("flash", None),
         ("declaration", 1),

@@ -77,7 +77,7 @@ def test_arbitrary_json_values_never_raise_anything_else(value: Any) -> None:
 @st.composite
 def mutated_declarations(draw: st.DrawFn) -> dict[str, Any]:
     """A real 2024 declaration with one thing broken, or changed."""
-    event = copy.deepcopy(draw(st.sampled_from(bundled_declarations()[:40])))
+    event: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(bundled_declarations()[:40])))
     mutation = draw(st.sampled_from(["drop", "replace", "candidate", "duplicate", "votes"]))
     if mutation == "drop":
         event.pop(draw(st.sampled_from(sorted(event))))

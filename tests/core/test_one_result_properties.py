@@ -12,6 +12,7 @@ import copy
 import json
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -111,7 +112,8 @@ def respelled(draw: st.DrawFn, name: str, *, case: bool = False) -> str:
     """``name`` in another Unicode form and spacing; in another case too if ``case``."""
     words = name.split()
     if case:
-        change = draw(st.sampled_from([str, str.upper, str.lower, str.title, str.swapcase]))
+        cases: list[Callable[[str], str]] = [str, str.upper, str.lower, str.title, str.swapcase]
+        change = draw(st.sampled_from(cases))
         words = [change(word) for word in words]
     joined = "".join(
         word + (draw(st.sampled_from(SPACES)) if index < len(words) - 1 else "")

@@ -27,6 +27,7 @@ from service.core.events import (
     ExitPoll,
     Flash,
     InvalidEvent,
+    Post,
     Retraction,
     SeatEvent,
     StateOfParties,
@@ -304,6 +305,7 @@ class Checked:
         self._ms += 1
         seq = Seq(self._ms, 0)
         event = validate_event(document, self.election, str(seq))
+        assert not isinstance(event, Post)  # the machine sends no posts
         seqs = {channel: self.tally.channel_seq(channel) for channel in self.tally.channels()}
         seat = None if isinstance(event, ExitPoll | StateOfParties) else event.constituency
         before = None if seat is None else self.client[f"constituency:{seat}"]

@@ -21,6 +21,7 @@ from service.app import create_app
 from service.server import uvicorn_config
 from service.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.replies import as_bytes
 
 NIGHT_2024 = [line for line in data.night_path("uk-2024").read_text().splitlines() if line]
 
@@ -60,7 +61,8 @@ async def run_service(
     config = uvicorn_config(settings, create_app(settings))
     config.log_level = "warning"
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # A no-op: uvicorn dropped this method (serve() captures signals itself).
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve())
     running = RunningService(settings, server, task)
     try:
@@ -97,7 +99,7 @@ async def xadd(redis: aioredis.Redis, stream: str, *events: str | dict[str, Any]
     ids = []
     for event in events:
         value = event if isinstance(event, str) else orjson.dumps(event)
-        ids.append((await redis.xadd(stream, {"event": value})).decode())
+        ids.append(as_bytes(await redis.xadd(stream, {"event": value})).decode())
     return ids
 
 

@@ -122,7 +122,9 @@ class Sentinelled:
     async def primary_port(self) -> int:
         client = self.sentinel.client(decode_responses=True)
         try:
-            _, port = await client.sentinel_get_master_addr_by_name(self.service)
+            address = await client.sentinel_get_master_addr_by_name(self.service)
+            assert isinstance(address, tuple), address  # redis-py's type allows a bool
+            _, port = address
             return int(port)
         finally:
             await client.aclose()

@@ -77,7 +77,9 @@ async def test_tokens_required_refuse_clients_without_a_valid_one(
                 await client.get(service.http + f"/api/national?token={token()}")
             ).status_code == 200
         async with websockets.connect(service.ws + f"?token={token()}", open_timeout=TIMEOUT) as ws:
-            assert b"hello" in (await ws.recv()).encode()
+            hello = await ws.recv()
+            assert isinstance(hello, str)
+            assert b"hello" in hello.encode()
 
 
 async def test_a_token_limits_the_channels(make_settings: Callable[..., Settings]) -> None:
@@ -188,8 +190,8 @@ async def test_an_embargoed_exit_poll_reaches_only_newsrooms_until_its_time(
             assert withheld["seq"] == entry
             assert "exit_poll" not in withheld["patch"]
             assert "exit_poll" not in (await service.get("/api/national")).json()["data"]
-            async with httpx.AsyncClient() as client:
-                rest = await client.get(service.http + "/api/national", headers=newsroom)
+            async with httpx.AsyncClient() as http:
+                rest = await http.get(service.http + "/api/national", headers=newsroom)
                 assert rest.json()["data"]["exit_poll"]["seats"]["CON"] == 131
             # At the embargo's time the public gets a fresh snapshot with the exit poll.
             lifted = await public.receive()

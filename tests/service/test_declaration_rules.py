@@ -15,6 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from tests.conftest import TIMEOUT
+from tests.replies import entries
 from tests.service.conftest import NIGHT_2024, Client, RunningService, connect, xadd
 
 PETERBOROUGH = "E14001425"
@@ -43,7 +44,7 @@ async def rejected(redis: aioredis.Redis, stream: str, count: int) -> list[dict[
     async with asyncio.timeout(TIMEOUT):
         while await redis.xlen(f"{stream}:rejected") < count:
             await asyncio.sleep(0.02)
-    return [fields for _, fields in await redis.xrange(f"{stream}:rejected")]
+    return [fields for _, fields in entries(await redis.xrange(f"{stream}:rejected"))]
 
 
 async def subscribed(client: Client, *channels: str) -> None:

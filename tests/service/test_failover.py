@@ -22,6 +22,7 @@ import pytest
 from service.settings import Settings
 from tests.clients.commands import ROOT
 from tests.conftest import TIMEOUT
+from tests.replies import entries
 from tests.service.conftest import NIGHT_2024, Client, RunningService, connect, run_service, xadd
 from tests.service.redis_processes import RedisProcess, running, sentinelled
 
@@ -60,10 +61,12 @@ class Follower:
         if kind == "hello":
             self.hellos += 1
         elif kind == "snapshot":
+            assert channel is not None
             self.seqs[channel] = message["seq"]
             if channel == "national":
                 self.national = message["data"]
         elif kind in ("delta", "event"):
+            assert channel is not None
             assert message["prev"] == self.seqs[channel], f"a gap on {channel}"
             self.seqs[channel] = message["seq"]
             if kind == "delta":
@@ -129,7 +132,7 @@ async def test_the_service_and_the_feeder_follow_a_sentinel_failover_in_mid_nigh
             code, err = await night
             assert code == 0, err
             new_primary = group.replica.client()
-            [(last, _)] = await new_primary.xrevrange(settings.stream, count=1)
+            [(last, _)] = entries(await new_primary.xrevrange(settings.stream, count=1))
             await new_primary.aclose()
             await applied(service, last.decode())
             rest = (await service.get("/api/national")).json()
@@ -257,6 +260,6 @@ async def test_a_sentinel_url_carries_the_password_of_redis_and_that_of_the_sent
             assert code == 0, err
             assert "secret" not in err
             primary = group.primary.client()
-            [(last, _)] = await primary.xrevrange(settings.stream, count=1)
+            [(last, _)] = entries(await primary.xrevrange(settings.stream, count=1))
             await primary.aclose()
             await applied(service, last.decode())

@@ -138,7 +138,7 @@ async def test_after_an_outage_readyz_is_503_until_the_reader_has_caught_up_agai
                 assert ready.json()["reader"] == "disconnected"
 
                 await writer.acl_setuser("default", enabled=True, commands=["+xread"])
-                answers = []
+                answers: list[httpx.Response] = []
                 async with asyncio.timeout(TIMEOUT):
                     while not answers or answers[-1].status_code != 200:
                         answers.append(await service.get("/readyz"))

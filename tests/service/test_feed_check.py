@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from service.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.replies import entries
 from tests.service.conftest import NIGHT_2024, RunningService, connect, run_service, xadd
 
 PETERBOROUGH = "E14001425"
@@ -100,7 +101,7 @@ async def test_a_malformed_state_of_parties_is_rejected_and_changes_nothing(
     ids = await xadd(redis, service.settings.stream, PETERBOROUGH_DECLARATION, bad)
     await caught_up(service, ids[-1])
 
-    rejected = await redis.xrange(f"{service.settings.stream}:rejected")
+    rejected = entries(await redis.xrange(f"{service.settings.stream}:rejected"))
     assert [entry[1][b"id"].decode() for entry in rejected] == [ids[1]]
     reason = rejected[0][1][b"reason"].decode()
     assert reason == f"entry {ids[1]}: constituencies: unknown constituency 'E99999999'"

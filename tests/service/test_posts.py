@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from service.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.replies import as_bytes, entries
 from tests.service.conftest import Client, RunningService, connect, run_service, xadd
 from tests.service.test_slow_clients import stalled_client, xadd_many
 
@@ -155,11 +156,11 @@ async def test_hostile_and_malformed_posts_are_rejected_with_reasons_and_change_
         (orjson.dumps({"type": "post", "id": "p2"}), "'title' must be a non-empty string"),
         (b'{"type": "post", "id": "p2", "title": "T", "body": "\\u0000"}', "(U+0000)"),
     ]
-    ids = [(await redis.xadd(stream, {"event": raw})).decode() for raw, _ in bad]
+    ids = [as_bytes(await redis.xadd(stream, {"event": raw})).decode() for raw, _ in bad]
     async with asyncio.timeout(TIMEOUT):
         while await redis.xlen(f"{stream}:rejected") < len(bad):
             await asyncio.sleep(0.02)
-    rejected = await redis.xrange(f"{stream}:rejected")
+    rejected = entries(await redis.xrange(f"{stream}:rejected"))
     assert [entry_id.decode() for entry_id, _ in rejected] == ids
     for (_, fields), (raw, words) in zip(rejected, bad, strict=True):
         reason = fields[b"reason"].decode()

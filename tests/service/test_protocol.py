@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from service.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.replies import as_bytes, entries
 from tests.service.conftest import NIGHT_2024, RunningService, connect, run_service, xadd
 
 PETERBOROUGH = "E14001425"
@@ -161,7 +162,7 @@ async def test_bad_entries_go_to_the_rejected_stream_and_change_nothing(
     service: RunningService, redis: aioredis.Redis
 ) -> None:
     stream = service.settings.stream
-    bad = [
+    bad: list[str | bytes] = [
         "not json",
         '{"type": "landslide"}',
         orjson.dumps(declaration(constituency="E99999999")).decode(),
@@ -170,13 +171,13 @@ async def test_bad_entries_go_to_the_rejected_stream_and_change_nothing(
     ]
     ids = []
     for value in bad:
-        ids.append((await redis.xadd(stream, {"event": value})).decode())
-    ids.append((await redis.xadd(stream, {"wrong": "field"})).decode())
+        ids.append(as_bytes(await redis.xadd(stream, {"event": value})).decode())
+    ids.append(as_bytes(await redis.xadd(stream, {"wrong": "field"})).decode())
     before = (await service.get("/api/national")).json()["data"]
     async with asyncio.timeout(TIMEOUT):
         while await redis.xlen(f"{stream}:rejected") < len(ids):
             await asyncio.sleep(0.02)
-    rejected = await redis.xrange(f"{stream}:rejected")
+    rejected = entries(await redis.xrange(f"{stream}:rejected"))
     assert [entry_id.decode() for entry_id, _ in rejected] == ids
     for (_, fields), original in zip(rejected, ids, strict=True):
         assert fields[b"id"].decode() == original

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from service.publish import IDEMPOTENCY_TTL, MAX_EVENTS
 from service.settings import Settings
+from tests import replies
 from tests.conftest import TIMEOUT
 from tests.service.conftest import NIGHT_2024, RunningService, run_service
 from tests.service.test_access import SECRET, token
@@ -70,7 +71,7 @@ async def post(
 async def entries(redis: aioredis.Redis, stream: str) -> list[tuple[str, Any]]:
     return [
         (entry_id.decode(), orjson.loads(fields[b"event"]))
-        for entry_id, fields in await redis.xrange(stream)
+        for entry_id, fields in replies.entries(await redis.xrange(stream))
     ]
 
 
@@ -122,7 +123,9 @@ async def test_an_event_that_only_the_state_refuses_is_written_and_rejected_by_t
     assert response.status_code == 201, response.text
     status_id = response.json()["ids"][1]
     async with asyncio.timeout(TIMEOUT):
-        while not (rejected := await redis.xrange(f"{desk.settings.stream}:rejected")):
+        while not (
+            rejected := replies.entries(await redis.xrange(f"{desk.settings.stream}:rejected"))
+        ):
             await asyncio.sleep(0.02)
     assert rejected[0][1][b"id"].decode() == status_id
 

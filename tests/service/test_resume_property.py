@@ -183,6 +183,7 @@ def test_every_resume_leaves_a_gap_free_chain_ending_at_the_current_state(
             since_seq = Seq.parse(since)
             if since_seq <= applied_here:
                 # Applied here, of this run, all history held: it must resume, at once.
+                assert held is not None
                 assert answers[0] == {
                     "type": "resumed",
                     "channel": channel,

@@ -76,7 +76,8 @@ async def receiving(receiver: Receiver) -> AsyncIterator[Receiver]:
     app = Starlette(routes=[Route("/{path:path}", receiver.endpoint, methods=["PUT", "POST"])])
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # A no-op: uvicorn dropped this method (serve() captures signals itself).
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(TIMEOUT):
         while not server.started:
@@ -146,10 +147,11 @@ async def test_each_target_receives_the_flat_json_of_its_channel_by_its_method(
                 "/seat": (await service.get(f"/graphics/constituency/{PETERBOROUGH}.json")).json(),
             }
             for path, document in expected.items():
-                await receiver.wait_for(
-                    f"{path} to get the latest state",
-                    lambda path=path, document=document: receiver.bodies(path)[-1:] == [document],
-                )
+
+                def latest(path: str = path, document: Any = document) -> bool:
+                    return receiver.bodies(path)[-1:] == [document]
+
+                await receiver.wait_for(f"{path} to get the latest state", latest)
             received = len(receiver.bodies("/national"))
             national = receiver.url("/national")
             await metric_reaches(

@@ -215,8 +215,14 @@ def load_settings(argv: Sequence[str] | None = None) -> Settings:
     """
     parse = parser()
     given = {env: value for env, value in vars(parse.parse_args(argv)).items() if value is not None}
+    # Keyed by variable as ``given`` is. By-name construction makes the source also try each
+    # field's own name (``port``) as a variable, keyed by that name: those are not ours.
+    variables = {_env_name(declared) for declared in Settings.model_fields.values()}
+    environment = {
+        env: value for env, value in EnvSettingsSource(Settings)().items() if env in variables
+    }
     try:
-        return Settings(**{**EnvSettingsSource(Settings)(), **given})
+        return Settings(**{**environment, **given})
     except ValidationError as exc:
         parse.error("; ".join(_reason(error) for error in exc.errors()))
 

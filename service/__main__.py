@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 
 from service.core.election import ElectionError, load_election
 from service.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -34,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir)
         try:
-            settings = replace(settings, redis_url=embedded.start())
+            settings = settings.model_copy(update={"redis_url": embedded.start()})
         except EmbeddedRedisError as exc:
             print(f"seatcast: cannot start the embedded Redis: {exc}", file=sys.stderr)
             return 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -431,7 +430,7 @@ async def test_a_restarted_service_is_resumed_and_nothing_is_missed(
         dropped = next(s for s in follower.statuses() if s.status == "reconnecting")
         assert dropped.detail.startswith("connection closed (1012")
         while_down = await xadd(redis, settings.stream, *NIGHT_2024[40:80])
-        async with run_service(dataclasses.replace(settings, port=port)) as second:
+        async with run_service(settings.model_copy(update={"port": port})) as second:
             await follower.until(lambda: follower.client.seq("national") == while_down[-1])
             await follower.until(lambda: follower.statuses()[-1].status == "resynced")
             resynced = follower.statuses()[-1]

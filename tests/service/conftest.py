@@ -82,8 +82,8 @@ async def run_service(
 @pytest.fixture
 def make_settings(redis_url: str, stream_key: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        base = Settings(redis_url=redis_url, stream=stream_key, host="127.0.0.1", port=0)
-        return dataclasses.replace(base, **overrides)
+        base = {"redis_url": redis_url, "stream": stream_key, "host": "127.0.0.1", "port": 0}
+        return Settings(**{**base, **overrides})
 
     return make
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -415,14 +414,14 @@ async def test_publishing_works_with_the_rights_the_readme_documents_and_not_wit
         "+set",
     )
     async with redis_user(redis, redis_url, settings, *publishing) as url:
-        async with run_service(dataclasses.replace(settings, redis_url=url)) as desk:
+        async with run_service(settings.model_copy(update={"redis_url": url})) as desk:
             response = await post(desk, GOOD, Idempotency_Key="with-rights")
             assert response.status_code == 201, response.text
             retry = await post(desk, GOOD, Idempotency_Key="with-rights")
             assert retry.json() == response.json()
             assert await redis.xlen(stream) == 1
     async with redis_user(redis, redis_url, settings) as url:
-        async with run_service(dataclasses.replace(settings, redis_url=url)) as desk:
+        async with run_service(settings.model_copy(update={"redis_url": url})) as desk:
             response = await post(desk, DECLARATIONS[1])
             assert response.status_code == 503
             assert response.json()["message"].endswith("; nothing was written")

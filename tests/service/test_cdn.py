@@ -203,26 +203,20 @@ async def test_sse_clients_through_nginx_each_get_every_change_in_order(
 ) -> None:
     channels = ("national", "declarations")
     count = 20
-    results: list[bool] = []
-    ready = asyncio.Event()
-    opened = [0]
+    opened = 0
+    last = asyncio.get_running_loop().create_future()
 
     async def listen() -> None:
+        nonlocal opened
         async with sse(nginx.url, ",".join(channels)) as client:
             _, held = await opening(client, *channels)
-            opened[0] += 1
-            if opened[0] == count:
-                ready.set()
-            await ready.wait()
-            await follow(client, held, last[0])
-            results.append(True)
+            opened += 1
+            await follow(client, held, await last)
 
-    last = [""]
     tasks = [asyncio.create_task(listen()) for _ in range(count)]
     async with asyncio.timeout(TIMEOUT):
-        while opened[0] < count:
+        while opened < count:
             await asyncio.sleep(0.02)
     ids = await xadd(redis, service.settings.stream, *NIGHT_2024[:30])
-    last[0] = ids[-1]
+    last.set_result(ids[-1])
     await asyncio.gather(*tasks)
-    assert results == [True] * count

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import os
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import h11
 from starlette.datastructures import Headers, QueryParams
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.fanout.subscriber import Subscriber
@@ -245,13 +246,34 @@ class SseHttpProtocol(H11Protocol):
             super().handle_websocket_upgrade(event)
             return
         self.connections.discard(self)
+        scope = dict(self.scope)
+        if self.config.proxy_headers:
+            _forwarded(scope, self.config.forwarded_allow_ips)
         stream = DirectStream(self.seatcast.state.streams, self.connections)
         self.transport.set_protocol(stream)
         stream.connection_made(self.transport)
-        stream.open(dict(self.scope))
+        stream.open(scope)
 
     def _is_sse(self) -> bool:
         return self.scope["path"] == PATH and self.scope["method"] == "GET"
+
+
+def _forwarded(scope: dict[str, Any], trusted: list[str] | str) -> None:
+    """The client's address from ``X-Forwarded-For`` when a proxy uvicorn trusts sent the
+    request: uvicorn's own middleware does it for requests that reach the app, and is run
+    here on this one (it completes without suspending: its inner app does nothing)."""
+
+    async def nothing(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    middleware = ProxyHeadersMiddleware(nothing, trusted)
+    step = middleware(cast(Any, scope), cast(Any, None), cast(Any, None))
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("uvicorn's ProxyHeadersMiddleware no longer completes at once")
 
 
 def http_protocol_for(app: Starlette) -> type[SseHttpProtocol]:

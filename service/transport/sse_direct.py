@@ -54,6 +54,7 @@ class DirectStream(asyncio.Protocol):
     """One /sse response: the hub's sink for one subscriber."""
 
     __slots__ = (
+        "_chunked",
         "_close_timer",
         "_expiry",
         "_fd",
@@ -76,6 +77,9 @@ class DirectStream(asyncio.Protocol):
         self._head = b""
         """The response's head, written with the first events."""
         self._retry = b""
+        self._chunked = True
+        """HTTP/1.1: the body in chunks; HTTP/1.0 (a proxy's default upstream) has no chunks,
+        so its body runs until the connection closes."""
         self._expiry: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -153,7 +157,9 @@ class DirectStream(asyncio.Protocol):
             return
         head = [b"HTTP/1.1 200 OK", b"Content-Type: " + MEDIA_TYPE.encode()]
         head += [f"{name}: {value}".encode("latin-1") for name, value in opening.headers]
-        head += [b"Transfer-Encoding: chunked", b"\r\n"]
+        self._chunked = scope.get("http_version") != "1.0"
+        head.append(b"Transfer-Encoding: chunked" if self._chunked else b"Connection: close")
+        head.append(b"\r\n")
         self._head = b"\r\n".join(head)
         self._retry = streams.retry_field()
         subscriber, self._expiry = streams.admission.join(self, opening.grant)
@@ -188,22 +194,22 @@ class DirectStream(asyncio.Protocol):
         data = events(queued)
         if self._head:
             data = self._retry + data  # a field of the hello's block
-            self._write(self._head + chunk(data))
+            self._write(self._head + self._frame(data))
             self._head = b""
         else:
-            self._write(chunk(data))
+            self._write(self._frame(data))
 
     def send_now(self, message: Outgoing) -> bool:
         """One message for a client with nothing else pending: written at once."""
         if not self._writable or self._head:
             return False
-        self._write(message.sse_chunk)
+        self._write(message.sse_chunk if self._chunked else message.sse)
         return True
 
     def heartbeat(self) -> None:
         subscriber = self.subscriber
         if self._writable and not self._head and subscriber is not None and not subscriber.queue:
-            self._write(chunk(HEARTBEAT))
+            self._write(self._frame(HEARTBEAT))
 
     def close(self, code: int, reason: str) -> None:
         """End the response (the last chunk), then the connection; a client that does not
@@ -212,10 +218,15 @@ class DirectStream(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         self._writable = False
-        ending = chunk(CLOSING_COMMENTS.get(code, b": closed\n\n")) + LAST_CHUNK
+        ending = self._frame(CLOSING_COMMENTS.get(code, b": closed\n\n"))
+        if self._chunked:
+            ending += LAST_CHUNK
         transport.write(ending if not self._head else self._head + ending)
         transport.close()
         self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+
+    def _frame(self, data: bytes) -> bytes:
+        return chunk(data) if self._chunked else data
 
     def _write(self, data: bytes) -> None:
         if self._fd >= 0:

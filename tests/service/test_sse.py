@@ -204,6 +204,30 @@ async def test_sse_and_websocket_subscribers_count_as_connections(
         assert "seatcast_connections 1.0" in text
 
 
+async def test_an_http_1_0_request_gets_the_events_unchunked_until_the_connection_closes(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis
+) -> None:
+    """A proxy's default upstream protocol (nginx's proxy_http_version is 1.0)."""
+    async with run_service(make_settings(queue_bytes=64 * 1024)) as service:
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+        writer.write(b"GET /sse?channels=declarations HTTP/1.0\r\n\r\n")
+        head = await read_until(reader, b"\r\n\r\n")
+        assert b"transfer-encoding" not in head.lower()
+        assert b"connection: close" in head.lower()
+        [entry] = await xadd(redis, service.settings.stream, NIGHT_2024[1])
+        seen = await read_until(reader, f"id: {entry}:{entry}\n\n".encode(), head)
+        body = seen[seen.index(b"\r\n\r\n") + 4 :]
+        assert body.startswith(b"retry: ")
+        blocks = body.split(b"\n\n")
+        kinds = [line for block in blocks[:3] for line in block.split(b"\n") if b"event: " in line]
+        assert kinds == [
+            b"event: hello",
+            b"event: snapshot",
+            b"event: event",
+        ]
+        writer.close()
+
+
 async def test_a_stopping_service_ends_each_stream_so_that_it_reconnects(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -65,6 +65,8 @@ async def serve_sse(request: Request) -> Response:
     opening = streams.check(request.headers, request.query_params, address)
     if isinstance(opening, Refusal):
         return refusal(opening)
+    if request.method == "HEAD":  # the headers a GET would get, and no stream to hold open
+        return Response(headers=dict(opening.headers), media_type=MEDIA_TYPE)
     return EventStream(streams, opening.grant, opening.subscribe, dict(opening.headers))
 
 

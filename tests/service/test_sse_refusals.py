@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from service.settings import Settings
+from tests.conftest import TIMEOUT
 from tests.service.conftest import NIGHT_2024, RunningService, run_service, xadd
 from tests.service.sse_support import refused, sse
 from tests.service.test_access import SECRET, token
@@ -201,3 +203,12 @@ async def test_an_embargoed_exit_poll_is_withheld_from_public_streams(
             assert seen["patch"]["exit_poll"]["seats"]["LAB"] == 410
             assert withheld["seq"] == entry
             assert "exit_poll" not in withheld["patch"]
+
+
+async def test_a_head_request_gets_the_streams_headers_and_no_stream(
+    service: RunningService,
+) -> None:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        answer = await client.head(service.http + "/sse?channels=national")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")

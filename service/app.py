@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, WebSocketRoute
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
@@ -20,6 +21,8 @@ from service.publish import publish_route
 from service.runtime import Runtime, stop_feed
 from service.settings import Settings
 from service.transport.asgi import serve_websocket
+from service.transport.sse import Streams
+from service.transport.sse_asgi import serve_sse
 from service.webhooks import stop_webhooks
 
 STATIC = Path(__file__).parent / "static"
@@ -59,10 +62,18 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             publish_route(runtime),
             Mount("/graphics", routes=graphics.routes()),
             WebSocketRoute("/ws", websocket),
+            Route("/sse", serve_sse),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
+        middleware=[Middleware(http.RequestCounter, counter=runtime.metrics.http_requests)],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.admission = runtime.admission
+    app.state.streams = Streams(
+        runtime.admission,
+        heartbeat=settings.sse_heartbeat,
+        retry=settings.sse_retry,
+        open_rate=settings.sse_open_rate,
+    )
     return app

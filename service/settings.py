@@ -171,6 +171,36 @@ class Settings(BaseSettings):
         validation_alias="SEATCAST_WEBHOOK_TIMEOUT",
         description="seconds a webhook request may take before it counts as failed",
     )
+    sse_heartbeat: float = Field(
+        15.0,
+        gt=0,
+        validation_alias="SEATCAST_SSE_HEARTBEAT",
+        description="seconds between keep-alive comments on an idle /sse stream",
+    )
+    sse_retry: float = Field(
+        3.0,
+        gt=0,
+        validation_alias="SEATCAST_SSE_RETRY",
+        description="seconds an EventSource waits to reconnect (sent with jitter as retry:)",
+    )
+    sse_open_rate: float = Field(
+        20.0,
+        ge=0,
+        validation_alias="SEATCAST_SSE_OPEN_RATE",
+        description="/sse streams one client (credential, else address) may open a second; 0: any",
+    )
+    long_poll_timeout: float = Field(
+        25.0,
+        gt=0,
+        validation_alias="SEATCAST_LONG_POLL_TIMEOUT",
+        description="seconds a ?wait= request is held before 304",
+    )
+    long_poll_waiters: int = Field(
+        1000,
+        ge=0,
+        validation_alias="SEATCAST_LONG_POLL_WAITERS",
+        description="?wait= requests held at once (more: 503 with Retry-After)",
+    )
 
     @property
     def rejected(self) -> str:

@@ -60,6 +60,11 @@ EVERY_SETTING: list[tuple[str, str, list[str], str, Any]] = [
      "webhooks", "http://127.0.0.1:9/a"),
     ("SEATCAST_WEBHOOK_INTERVAL", "0.5", ["--webhook-interval", "0.5"], "webhook_interval", 0.5),
     ("SEATCAST_WEBHOOK_TIMEOUT", "2", ["--webhook-timeout", "2"], "webhook_timeout", 2.0),
+    ("SEATCAST_SSE_HEARTBEAT", "5", ["--sse-heartbeat", "5"], "sse_heartbeat", 5.0),
+    ("SEATCAST_SSE_RETRY", "1.5", ["--sse-retry", "1.5"], "sse_retry", 1.5),
+    ("SEATCAST_SSE_OPEN_RATE", "0", ["--sse-open-rate", "0"], "sse_open_rate", 0.0),
+    ("SEATCAST_LONG_POLL_TIMEOUT", "9", ["--long-poll-timeout", "9"], "long_poll_timeout", 9.0),
+    ("SEATCAST_LONG_POLL_WAITERS", "7", ["--long-poll-waiters", "7"], "long_poll_waiters", 7),
 ]  # fmt: skip
 VARIABLES = [row[0] for row in EVERY_SETTING]
 
@@ -116,6 +121,11 @@ def test_with_nothing_set_every_setting_has_its_default() -> None:
         "webhooks": None,
         "webhook_interval": 1.0,
         "webhook_timeout": 5.0,
+        "sse_heartbeat": 15.0,
+        "sse_retry": 3.0,
+        "sse_open_rate": 20.0,
+        "long_poll_timeout": 25.0,
+        "long_poll_waiters": 1000,
     }
     assert settings.rejected == "election:events:rejected"
 

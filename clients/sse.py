@@ -172,10 +172,14 @@ class SeatcastSSEClient(Shell):
                 woken.cancel()
             if not reading.done():
                 return None
+        if reading.cancelled():
+            return None  # the stream was ended meanwhile (close, or a change of channels)
         self._reading = None
         return reading.result()
 
     def _take(self, event: ServerSentEvent) -> None:
+        if not event.data:
+            return  # a comment (heartbeat) after an id: no event, as for a browser
         try:
             message: Any = orjson.loads(event.data)
         except orjson.JSONDecodeError:

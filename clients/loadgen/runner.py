@@ -45,7 +45,8 @@ class Load:
     drain_timeout: float = 30.0
     settle: float = 1.0
     link: str = "raw"
-    """How the clients move bytes: see :mod:`clients.loadgen.connections`."""
+    """How websocket clients move bytes: see :mod:`clients.loadgen.connections`."""
+    poll_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,9 @@ class Target:
     stream: str | None = None
     seatcast_args: tuple[str, ...] = ()
     seatcast_source: Path | None = None
+    transport: str = "ws"
+    """``ws``, or for seatcast ``sse`` (``GET /sse``) or ``poll`` (its REST URLs); ``url``
+    is then the server's http:// root (``servers.http_root``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,7 @@ def run(
     workers: list[tuple[BaseProcess, Connection]] = []
     stream = target.stream or f"loadgen:{uuid.uuid4().hex[:12]}:events"
     outcome.stream = stream
-    outcome.link = servers.link_for(target.kind, load.link)
+    outcome.link = servers.link_for(target.kind, load.link, target.transport)
     try:
         events = plan(night, load.events)
         if target.kind == "external":
@@ -147,7 +151,7 @@ def run(
                 extra=target.seatcast_args,
                 source=target.seatcast_source,
             )
-            outcome.url, outcome.pid = server.url, server.pid
+            outcome.url, outcome.pid = servers.url_for(server, target.transport), server.pid
             outcome.relay_pid = server.relay.pid if server.relay is not None else None
         outcome.before = _usage(outcome.pid)
         workers = _start_workers(outcome.url, outcome.link, load, night.seats, deadline)
@@ -212,6 +216,7 @@ def _start_workers(
             seed=load.seed,
             seats=seats,
             link=link,
+            poll_interval=load.poll_interval,
             concurrency=max(1, load.concurrency // load.processes),
             connect_timeout=load.connect_timeout,
             setup_timeout=load.setup_timeout,

@@ -1,0 +1,350 @@
+"""The load generator's HTTP links: an SSE subscriber and a REST poller, both minimal.
+
+``SseLink`` reads ``GET /sse`` as :class:`connections.RawLink` reads a websocket, and for the
+same reason (the client processes share the cores with the server they measure): under
+``asyncio.Protocol``, each chunk handled inside ``data_received`` with no task, future or
+queue per message. Of HTTP/1.1 it takes what the server and nginx send a subscriber (a
+response head, then a chunked or an unframed body); of the event stream, ``data:`` and
+``id:`` lines, ``retry:`` and comments passed over. Each event's data goes to
+:class:`connections.Client`, which checks the seq/prev chain; the ids must not go back.
+
+``Poller`` is what a system that can only poll does: ``GET`` each channel's REST URL once
+an interval on a keep-alive connection (asyncio streams, one task per poller: a poll is
+rare beside a push), with ``If-None-Match`` so that an unchanged answer is a bodiless 304,
+reconnecting when the server or a proxy closes the connection between polls. A state
+channel's answer is its state at the seq of its last change: a new seq is a delivery, and
+the changes it skipped are superseded, as a slow websocket client's merged deltas are. The
+``declarations`` answer lists the latest entries: each entry not seen before is a delivery,
+and a list that no longer reaches back to the last entry seen is a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from clients.loadgen.connections import MAX_HEAD, Client, HandshakeFailed, StreamLink
+from service.core.seq import Seq
+
+LOG = "declarations"
+POLL_TIMEOUT = 10.0
+"""Seconds one poll (connect, request, answer) may take before the poller reconnects."""
+MAX_BODY = 1 << 24
+
+
+def _target(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname is None:
+        raise ValueError(f"the load generator's HTTP clients speak http:// only, not {url!r}")
+    return parts.hostname, parts.port or 80, parts.path.rstrip("/")
+
+
+def _count(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+# --- Server-Sent Events ----------------------------------------------------------------------
+
+
+class SseLink(StreamLink):
+    """One ``GET /sse?channels=...``: every event's data to the client as it arrives."""
+
+    def __init__(self, host: str, port: int, path: str, client: Client) -> None:
+        super().__init__(client)
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+            "Cache-Control: no-cache\r\n\r\n"
+        ).encode()
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head = b""
+        self.chunked = False
+        self.raw = b""
+        """Body bytes not yet de-chunked (a chunk's size line cut in two)."""
+        self.need = 0
+        """Bytes left of the current chunk's data."""
+        self.skip = 0
+        """Bytes left of the CRLF after a chunk's data."""
+        self.text = b""
+        """Event-stream text not yet ending in a blank line."""
+        self.last_id: Seq | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.opened.done():
+            data = self._head(self.head + data)
+            if not data:
+                return
+        self._events(self._dechunk(data) if self.chunked else data, now)
+
+    def _head(self, data: bytes) -> bytes:
+        """Take the response head; return the body bytes after it (empty: not there yet)."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            self.head = data
+            if len(data) > MAX_HEAD:
+                self._refused("no end to the response headers")
+            return b""
+        status, *lines = data[:end].split(b"\r\n")
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(b":") for line in lines)
+        }
+        if status.split(b" ")[1:2] != [b"200"]:
+            self._refused(status.decode(errors="replace"))
+            return b""
+        if not headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+            self._refused(f"not an event stream: {headers.get(b'content-type', b'')!r}")
+            return b""
+        self.chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        self.head = b""
+        self.opened.set_result(None)
+        return data[end + 4 :]
+
+    def _dechunk(self, data: bytes) -> bytes:
+        buffer = self.raw + data if self.raw else data
+        self.raw = b""
+        out: list[bytes] = []
+        pos, size = 0, len(buffer)
+        while pos < size:
+            if self.skip:
+                taken = min(self.skip, size - pos)
+                pos += taken
+                self.skip -= taken
+            elif self.need:
+                taken = min(self.need, size - pos)
+                out.append(buffer[pos : pos + taken])
+                pos += taken
+                self.need -= taken
+                if not self.need:
+                    self.skip = 2
+            else:
+                end = buffer.find(b"\r\n", pos)
+                if end < 0:
+                    self.raw = buffer[pos:]
+                    break
+                try:
+                    length = int(buffer[pos:end].partition(b";")[0], 16)
+                except ValueError:
+                    self._error("bad_chunk")
+                    self.abort()
+                    break
+                pos = end + 2
+                if length == 0:
+                    self.start_close()  # the server ended the stream
+                    break
+                self.need = length
+        return b"".join(out)
+
+    def _events(self, data: bytes, now: float) -> None:
+        text = self.text + data if self.text else data
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        blocks = text.split(b"\n\n")
+        self.text = blocks.pop()
+        for block in blocks:
+            payload: list[bytes] = []
+            event_id = None
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    payload.append(line[6:] if line[5:6] == b" " else line[5:])
+                elif line.startswith(b"id:"):
+                    event_id = line[4:] if line[3:4] == b" " else line[3:]
+            if payload:
+                self.client.on_message(b"\n".join(payload), now)
+            if event_id:
+                self._check_id(event_id)
+
+    def _check_id(self, event_id: bytes) -> None:
+        try:
+            position = Seq.parse(event_id.rpartition(b":")[2])
+        except ValueError:
+            self._error("bad_id")
+            return
+        if self.last_id is not None and position < self.last_id:
+            self._error("id_backwards")
+        self.last_id = position
+
+    def _error(self, code: str) -> None:
+        _count(self.client.totals.errors, code)
+
+    def _refused(self, why: str) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(HandshakeFailed(f"stream refused: {why}"))
+        self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed before the response"))
+        super().connection_lost(exc)
+
+    def subscribe(self, channels: Sequence[str]) -> None:
+        """Nothing to send: the channels are in the request, and their answers are coming."""
+
+
+async def open_sse(url: str, client: Client) -> SseLink:
+    host, port, prefix = _target(url)
+    path = f"{prefix}/sse?channels={quote(','.join(client.chains), safe=':,')}"
+    loop = asyncio.get_running_loop()
+    _, link = await loop.create_connection(lambda: SseLink(host, port, path, client), host, port)
+    try:
+        await link.opened
+    except BaseException:
+        link.abort()
+        raise
+    return link
+
+
+# --- polling the REST API ------------------------------------------------------------------
+
+
+def rest_path(channel: str) -> str:
+    """The REST URL path of a channel's state (``/api/...``)."""
+    kind, _, name = channel.partition(":")
+    if not name:
+        return f"/api/{kind}"
+    plural = {"constituency": "constituencies", "region": "regions", "nation": "nations"}[kind]
+    return f"/api/{plural}/{quote(name)}"
+
+
+class Poller:
+    """Polls each of a client's channels once per ``interval`` (the first round at a random
+    point of the first interval, so that pollers spread over it)."""
+
+    def __init__(self, host: str, port: int, prefix: str, client: Client, interval: float) -> None:
+        self.host, self.port, self.prefix = host, port, prefix
+        self.client = client
+        self.interval = interval
+        self.tags: dict[str, bytes] = {}
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.http = client.totals.http
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def subscribe(self, channels: Sequence[str]) -> None:
+        self.task = asyncio.create_task(self._run(list(channels)))
+
+    async def _run(self, channels: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time() + random.uniform(0, self.interval)
+        while True:
+            await asyncio.sleep(max(0.0, tick - loop.time()))
+            tick += self.interval
+            for channel in channels:
+                try:
+                    async with asyncio.timeout(POLL_TIMEOUT):
+                        await self._poll(channel)
+                except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                    _count(self.http, f"failed: {type(exc).__name__}")
+                    self._drop()
+            if loop.time() > tick:
+                tick = loop.time()  # fell behind: the next round now, no burst to catch up
+
+    async def _poll(self, channel: str) -> None:
+        if self.writer is None or self.writer.is_closing():
+            await self.connect()
+            _count(self.http, "connections")
+        assert self.reader is not None and self.writer is not None
+        tag = self.tags.get(channel)
+        self.writer.write(
+            b"GET %b HTTP/1.1\r\nHost: %b:%d\r\n%bAccept: application/json\r\n\r\n"
+            % (
+                (self.prefix + rest_path(channel)).encode(),
+                self.host.encode(),
+                self.port,
+                b"If-None-Match: %b\r\n" % tag if tag else b"",
+            )
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status, *lines = head[:-4].split(b"\r\n")
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(b":") for line in lines)
+        }
+        code = status.split(b" ")[1].decode(errors="replace") if b" " in status else "?"
+        _count(self.http, code)
+        cache = headers.get(b"x-cache-status")
+        if cache:
+            _count(self.http, f"cache {cache.decode(errors='replace')}")
+        body = await self._body(headers)
+        if headers.get(b"connection", b"").lower() == b"close":
+            self._drop()
+        if code == "304":
+            return
+        if code != "200":
+            _count(self.client.totals.errors, f"http {code}")
+            return
+        if b"etag" in headers:
+            self.tags[channel] = headers[b"etag"]
+        self._answer(channel, body, time.time())
+
+    async def _body(self, headers: dict[bytes, bytes]) -> bytes:
+        assert self.reader is not None
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            parts: list[bytes] = []
+            while True:
+                line = await self.reader.readuntil(b"\r\n")
+                length = int(line.partition(b";")[0].strip(), 16)
+                if length == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    return b"".join(parts)
+                parts.append(await self.reader.readexactly(length + 2))
+                parts[-1] = parts[-1][:-2]
+        length = int(headers.get(b"content-length", b"0"))
+        if length > MAX_BODY:
+            raise EOFError(f"a {length}-byte answer")
+        return await self.reader.readexactly(length) if length else b""
+
+    def _answer(self, channel: str, body: bytes, now: float) -> None:
+        try:
+            answer: Any = orjson.loads(body)
+            seq = answer["seq"]
+            data = answer["data"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            _count(self.client.totals.errors, "bad_answer")
+            return
+        if channel == LOG and isinstance(data, dict):
+            recent = data.get("recent")
+            entries = [e.get("seq") for e in recent if isinstance(e, dict)] if recent else []
+            self.client.on_log(channel, seq, [e for e in entries if isinstance(e, str)], now)
+        else:
+            self.client.on_state(channel, seq, now)
+
+    def _drop(self) -> None:
+        writer, self.writer, self.reader = self.writer, None, None
+        if writer is not None:
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        self.client.closing = True
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self._drop()
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self._drop()
+
+
+async def open_poller(url: str, client: Client, interval: float) -> Poller:
+    host, port, prefix = _target(url)
+    poller = Poller(host, port, prefix, client, interval)
+    await poller.connect()
+    return poller

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
@@ -20,6 +20,7 @@ from service.publish import publish_route
 from service.runtime import Runtime, stop_feed
 from service.settings import Settings
 from service.transport.asgi import serve_websocket
+from service.transport.sse import Streams, serve_sse
 from service.webhooks import stop_webhooks
 
 STATIC = Path(__file__).parent / "static"
@@ -59,10 +60,17 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             publish_route(runtime),
             Mount("/graphics", routes=graphics.routes()),
             WebSocketRoute("/ws", websocket),
+            Route("/sse", serve_sse),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.admission = runtime.admission
+    app.state.streams = Streams(
+        runtime.admission,
+        heartbeat=settings.sse_heartbeat,
+        retry=settings.sse_retry,
+        open_rate=settings.sse_open_rate,
+    )
     return app

@@ -56,6 +56,18 @@ class Settings:
     webhook_interval: float = 1.0
     """Seconds between two requests to one webhook target, at least (changes coalesce)."""
     webhook_timeout: float = 5.0
+    sse_heartbeat: float = 15.0
+    """Seconds between the comments that keep an idle SSE stream open through proxies."""
+    sse_retry: float = 3.0
+    """Seconds an EventSource waits before reconnecting: told each as ``retry:`` with
+    jitter (half to one and a half times this), so that a restart's clients spread out."""
+    sse_open_rate: float = 20.0
+    """SSE streams one client (its credential, else its address) may open per second
+    (burst twice that); 0: no limit."""
+    long_poll_timeout: float = 25.0
+    """Seconds a ``?wait=`` request is held before 304 when the channel does not move."""
+    long_poll_waiters: int = 1000
+    """``?wait=`` requests held at once by one instance; past it, 503 with Retry-After."""
 
     @property
     def rejected(self) -> str:
@@ -91,6 +103,11 @@ _ENV = {
     "webhooks": "SEATCAST_WEBHOOKS",
     "webhook_interval": "SEATCAST_WEBHOOK_INTERVAL",
     "webhook_timeout": "SEATCAST_WEBHOOK_TIMEOUT",
+    "sse_heartbeat": "SEATCAST_SSE_HEARTBEAT",
+    "sse_retry": "SEATCAST_SSE_RETRY",
+    "sse_open_rate": "SEATCAST_SSE_OPEN_RATE",
+    "long_poll_timeout": "SEATCAST_LONG_POLL_TIMEOUT",
+    "long_poll_waiters": "SEATCAST_LONG_POLL_WAITERS",
 }
 
 _HELP = {
@@ -125,6 +142,11 @@ _HELP = {
     "webhooks": "URLs that receive each change's flat JSON: comma-separated, or @FILE",
     "webhook_interval": "least seconds between two requests to one webhook (changes coalesce)",
     "webhook_timeout": "seconds a webhook request may take before it counts as failed",
+    "sse_heartbeat": "seconds between keep-alive comments on an idle /sse stream",
+    "sse_retry": "seconds an EventSource waits to reconnect (sent with jitter as retry:)",
+    "sse_open_rate": "/sse streams one client (credential, else address) may open a second",
+    "long_poll_timeout": "seconds a ?wait= request is held before 304",
+    "long_poll_waiters": "?wait= requests held at once (more: 503 with Retry-After)",
 }
 
 

@@ -57,6 +57,8 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self._by_channel: dict[str, set[Subscriber]] = {}
         self._snapshots: dict[str, tuple[Seq, Outgoing]] = {}
+        """Per channel (and audience): the latest entry applied when it was encoded, and the
+        snapshot, which names that entry as its SSE position."""
         self._dirty: set[Subscriber] = set()
         self._pending: list[Pending] = []
         self._waiting: dict[Subscriber, dict[str, tuple[Seq, float]]] = {}
@@ -117,10 +119,11 @@ class Hub:
         """
         for change in changes:
             message = messages.change_message(change)
-            outgoing = encode(message)
+            at = (self.epoch, change.seq)
+            outgoing = encode(message, at)
             public = None
             if change.patch is not None and "exit_poll" in change.patch:
-                public = self._embargoed_version(message)
+                public = self._embargoed_version(message, at)
             self.history.record(change.channel, change.prev, outgoing)
             members = self._by_channel.get(change.channel)
             if members:
@@ -143,12 +146,12 @@ class Hub:
 
     # --- the embargo -----------------------------------------------------------------------
 
-    def _embargoed_version(self, message: dict[str, Any]) -> Outgoing | None:
+    def _embargoed_version(self, message: dict[str, Any], at: tuple[Seq, Seq]) -> Outgoing | None:
         """After a national change to the exit poll: the message for those who may not see
         it yet, or None when it is not (or no longer) embargoed."""
         if not self.embargo.take_up(self.tally.state(NATIONAL)):
             return None
-        return encode({**message, "patch": without_exit_poll(message["patch"])})
+        return encode({**message, "patch": without_exit_poll(message["patch"])}, at)
 
     def lift_embargo(self) -> list[Subscriber]:
         """The embargo's time has come: everyone on national gets the full state."""
@@ -168,16 +171,22 @@ class Hub:
         return state
 
     def snapshot(self, channel: str, sees_embargoed: bool = True) -> Outgoing:
-        """The channel's snapshot, encoded once per seq (and audience, under an embargo)."""
-        seq = self.tally.channel_seq(channel)
+        """The channel's snapshot, encoded once per entry applied (and audience, under an
+        embargo): its SSE position is that entry, up to which every channel is whole."""
+        latest = self.tally.seq
         key = channel
         if channel == NATIONAL and not sees_embargoed and self.embargo.active():
             key = "national (public)"
         cached = self._snapshots.get(key)
-        if cached is not None and cached[0] == seq:
+        if cached is not None and cached[0] == latest:
             return cached[1]
-        message = messages.snapshot(channel, seq, self.public_state(channel, sees_embargoed))
-        self._snapshots[key] = (seq, message)
+        message = messages.snapshot(
+            channel,
+            self.tally.channel_seq(channel),
+            self.public_state(channel, sees_embargoed),
+            (self.epoch, latest),
+        )
+        self._snapshots[key] = (latest, message)
         return message
 
     # --- the stream begun again, or rebuilt -----------------------------------------------
@@ -222,6 +231,7 @@ class Hub:
         """The first entry of a stream that was empty: no state to throw away, and no new
         hello — a client that was told epoch "0-0" resumes as ``_placeable`` allows."""
         self.epoch = epoch
+        self._snapshots.clear()  # their SSE positions name the old epoch
 
     # --- requests in -----------------------------------------------------------------------
 
@@ -255,6 +265,15 @@ class Hub:
                 subscriber.channels.discard(channel)
                 subscriber.resync.discard(channel)
                 self._leave(subscriber, channel)
+
+    def subscribe(self, subscriber: Subscriber, request: Subscribe) -> None:
+        """Subscribe as a ``subscribe`` frame would, for a transport that takes its request
+        from somewhere else (the URL of an SSE stream); the answers are queued."""
+        if subscriber.close_code is not None:
+            return
+        if self._pending:
+            self._deliver_pending(at_once=False)  # as in ``handle``
+        self._subscribe(subscriber, request)
 
     def _subscribe(self, subscriber: Subscriber, request: Subscribe) -> None:
         new = [c for c in request.channels if c not in subscriber.channels]

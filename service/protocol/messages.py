@@ -21,23 +21,77 @@ CLOSE_TRY_LATER = 1013
 
 
 class Outgoing:
-    """One encoded message: the JSON text, and its unmasked websocket frame.
+    """One encoded message: the JSON text, its unmasked websocket frame, and (made when first
+    asked for) its Server-Sent Event.
 
-    Server frames are not masked, so one frame's bytes serve every uncompressed connection.
+    Server frames are not masked, so one frame's bytes serve every uncompressed connection;
+    likewise one event's bytes serve every SSE connection.
     """
 
-    __slots__ = ("payload", "wire")
+    __slots__ = ("_sse", "_sse_bare", "at", "kind", "payload", "wire")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(
+        self, payload: bytes, kind: str = "message", at: tuple[Seq, Seq] | None = None
+    ) -> None:
         self.payload = payload
         self.wire = Frame(Opcode.TEXT, payload).serialize(mask=False)
+        self.kind = kind
+        """The message's ``type``: the SSE ``event:`` name."""
+        self.at = at
+        """(epoch, seq): the stream position up to which a client that has read this
+        message holds every change of its channels; the SSE ``id:`` (see ``sse``)."""
+        self._sse: bytes | None = None
+        self._sse_bare: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.payload)
 
+    @property
+    def sse(self) -> bytes:
+        """The message as one Server-Sent Event, encoded once for every SSE subscriber.
 
-def encode(message: dict[str, Any]) -> Outgoing:
-    return Outgoing(orjson.dumps(message))
+        orjson writes no newlines, so the JSON is one ``data:`` line. A message without a
+        position (hello, resumed, error) carries no ``id:``, so that a client's last id
+        stays the last position it holds whole: an ``EventSource`` keeps its previous one.
+        """
+        sse = self._sse
+        if sse is None:
+            bare = self.sse_without_id
+            if self.at is not None:
+                bare = bare[:-1] + b"id: %s\n\n" % position(*self.at).encode()
+            sse = self._sse = bare
+        return sse
+
+    @property
+    def sse_without_id(self) -> bytes:
+        """The event with no ``id:``: for all but the last of one entry's messages to a
+        client, whose position is whole only once that last one is read."""
+        bare = self._sse_bare
+        if bare is None:
+            bare = self._sse_bare = b"".join(
+                [b"event: ", self.kind.encode(), b"\ndata: ", self.payload, b"\n\n"]
+            )
+        return bare
+
+
+def encode(message: dict[str, Any], at: tuple[Seq, Seq] | None = None) -> Outgoing:
+    return Outgoing(orjson.dumps(message), message["type"], at)
+
+
+def position(epoch: Seq, seq: Seq) -> str:
+    """A stream position for an SSE ``id:``, ``<epoch>:<seq>``; ``parse_position`` reads it."""
+    return f"{epoch}:{seq}"
+
+
+def parse_position(text: str | None) -> tuple[str, str] | None:
+    """A client's ``Last-Event-ID`` as (epoch, seq) text for the hub to judge (rule 3), or
+    None when it is not even of that form. Whether they name anything is the hub's call."""
+    if not text:
+        return None
+    epoch, sep, seq = text.strip().partition(":")
+    if not sep or not epoch or not seq:
+        return None
+    return epoch, seq
 
 
 def change_message(change: Change) -> dict[str, Any]:
@@ -63,8 +117,12 @@ def hello(election: str, epoch: Seq, seq: Seq) -> Outgoing:
     return encode({"type": "hello", "election": election, "epoch": str(epoch), "seq": str(seq)})
 
 
-def snapshot(channel: str, seq: Seq, data: dict[str, Any]) -> Outgoing:
-    return encode({"type": "snapshot", "channel": channel, "seq": str(seq), "data": data})
+def snapshot(
+    channel: str, seq: Seq, data: dict[str, Any], at: tuple[Seq, Seq] | None = None
+) -> Outgoing:
+    """``at``: the position the snapshot is current to (the latest entry applied, not the
+    channel's last change ``seq``): every channel is whole up to there when it is sent."""
+    return encode({"type": "snapshot", "channel": channel, "seq": str(seq), "data": data}, at)
 
 
 def resumed(channel: str, seq: Seq) -> Outgoing:

@@ -25,6 +25,9 @@ from clients.loadgen.usage import Usage, machine_busy, usage
 MARGIN = 30.0
 """Slack over a worker's own bound before the parent stops waiting for it."""
 JOIN_TIMEOUT = 20.0
+TRANSPORT_ARGS = {"sse": ("--sse-open-rate", "0")}
+"""seatcast's options for a transport's run: every SSE subscriber opens from 127.0.0.1, and
+the per-address limit on opening streams would refuse most of them."""
 STOP_RESERVE = 5.0
 """Seconds kept back from the deadline for stopping the clients and the server."""
 
@@ -148,7 +151,7 @@ def run(
                 redis_url,
                 log_dir,
                 timeout=_within(deadline, 60.0),
-                extra=target.seatcast_args,
+                extra=(*TRANSPORT_ARGS.get(target.transport, ()), *target.seatcast_args),
                 source=target.seatcast_source,
             )
             outcome.url, outcome.pid = servers.url_for(server, target.transport), server.pid

@@ -21,6 +21,7 @@ from service.app import create_app
 from service.server import uvicorn_config
 from service.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.nginx import Nginx, require_nginx, run_nginx
 
 NIGHT_2024 = [line for line in data.night_path("uk-2024").read_text().splitlines() if line]
 
@@ -129,3 +130,12 @@ class Client:
 async def connect(service: RunningService, **options: Any) -> AsyncIterator[Client]:
     async with websockets.connect(service.ws, open_timeout=TIMEOUT, **options) as connection:
         yield Client(connection)
+
+
+@pytest.fixture
+async def nginx(service: RunningService) -> AsyncIterator[Nginx]:
+    """nginx in front of the ``service`` fixture's service, as deploy/nginx.conf sets it up
+    (``url``), and behind a proxy that blocks websockets (``blocking_url``)."""
+    require_nginx()
+    async with run_nginx(service.port) as running:
+        yield running

@@ -1,0 +1,61 @@
+"""A CDN in front, for real: Debian's nginx configured by deploy/nginx.conf."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import websockets
+
+from tests.conftest import TIMEOUT
+from tests.nginx import Nginx
+from tests.service.conftest import NIGHT_2024, Client, RunningService, xadd
+from tests.service.sse_support import sse
+from tests.service.test_sse import applied, follow, opening
+
+
+async def test_nginx_serves_the_api_from_its_cache_with_the_origins_headers(
+    service: RunningService, nginx: Nginx
+) -> None:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        first = await client.get(nginx.url + "/api/national")
+        again = await client.get(nginx.url + "/api/national")
+        origin = await client.get(service.http + "/api/national")
+    assert first.status_code == again.status_code == 200
+    assert first.headers["x-cache-status"] == "MISS"
+    assert again.headers["x-cache-status"] == "HIT"
+    assert again.json() == origin.json()
+    assert again.headers["etag"] == origin.headers["etag"]
+    assert again.headers["cache-control"] == origin.headers["cache-control"]
+
+
+async def test_sse_through_nginx_gets_every_change_and_resumes_after_a_drop(
+    service: RunningService, nginx: Nginx, redis: aioredis.Redis
+) -> None:
+    stream = service.settings.stream
+    channels = ("national", "declarations")
+    async with sse(nginx.url, ",".join(channels)) as client:
+        _, held = await opening(client, *channels)
+        seen = await xadd(redis, stream, *NIGHT_2024[:4])
+        await follow(client, held, seen[-1])  # each as it comes: nothing held in a buffer
+        last = client.last_id
+    missed = await xadd(redis, stream, *NIGHT_2024[4:8])
+    await applied(service, missed[-1])
+    async with sse(nginx.url, ",".join(channels), headers={"Last-Event-ID": last}) as again:
+        assert (await again.receive())["type"] == "hello"
+        await follow(again, held, missed[-1])
+
+
+async def test_websockets_pass_through_nginx_but_not_through_the_blocking_proxy(
+    service: RunningService, nginx: Nginx
+) -> None:
+    async with websockets.connect(nginx.ws, open_timeout=TIMEOUT) as connection:
+        assert (await Client(connection).receive())["type"] == "hello"
+    blocked = nginx.blocking_url.replace("http", "ws") + "/ws"
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(blocked, open_timeout=TIMEOUT):
+            pass
+    # What the page falls back to: SSE through the same proxy.
+    async with sse(nginx.blocking_url, "national") as client:
+        _, held = await opening(client, "national")
+        assert held["national"] == "0-0"

@@ -277,8 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pid=args.server_pid,
                 stream=args.stream,
                 transport=transport,
+                first_event=run * events,  # one stream for every run: each its own events
             )
-            for transport in transports
+            for run, transport in enumerate(transports)
         ]
     else:
         kinds: tuple[str, ...] = servers.SERVERS if args.compare else (args.server,)

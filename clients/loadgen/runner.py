@@ -62,6 +62,8 @@ class Target:
     stream: str | None = None
     seatcast_args: tuple[str, ...] = ()
     seatcast_source: Path | None = None
+    first_event: int = 0
+    """Events of the plan an earlier run of this invocation published on the same stream."""
     transport: str = "ws"
     """``ws``, or for seatcast ``sse`` (``GET /sse``) or ``poll`` (its REST URLs); ``url``
     is then the server's http:// root (``servers.http_root``)."""
@@ -139,7 +141,7 @@ def run(
     outcome.stream = stream
     outcome.link = servers.link_for(target.kind, load.link, target.transport)
     try:
-        events = plan(night, load.events)
+        events = plan(night, load.events, target.first_event)
         if target.kind == "external":
             assert target.url is not None
             outcome.url, outcome.pid = target.url, target.pid

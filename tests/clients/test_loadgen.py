@@ -6,9 +6,12 @@ every field. They assert nothing about speed.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,12 @@ from clients.loadgen.connections import Client, RespLink, Totals, resp_command
 from clients.loadgen.http_links import SseLink, rest_path
 from clients.loadgen.publisher import load_night, plan
 from clients.loadgen.subscribers import Report, channels_for
+from service.settings import Settings
+from tests.nginx import require_nginx, run_nginx
+from tests.service import conftest as service_fixtures
+from tests.service.conftest import run_service
+
+make_settings = service_fixtures.make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 80.0
@@ -352,3 +361,30 @@ def test_a_latency_below_zero_counts_as_zero_and_an_empty_histogram_has_no_figur
     empty = histogram.merged([])
     figures = [histogram.quantile(empty, 0.99), histogram.maximum(empty), histogram.mean(empty)]
     assert figures == [None, None, None]
+
+
+async def test_through_nginx_sse_subscribers_and_pollers_lose_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    require_nginx()
+    # Every subscriber comes from 127.0.0.1: no limit on how fast one address opens streams.
+    settings = make_settings(sse_open_rate=0)
+    async with run_service(settings) as origin, run_nginx(origin.port) as proxy:
+        out = tmp_path / "report.json"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clients.loadgen", "--redis-url", settings.redis_url,
+            "--url", proxy.url, "--stream", settings.stream, "--server-pid", str(os.getpid()),
+            "--transport", "sse", "--transport", "poll", "--poll-interval", "0.5",
+            "--clients", "60", "--processes", "2", "--rate", "20", "--events", "20",
+            "--mix", "mixed", "--json-out", str(out), "--timeout", "60", "--check",
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
+    assert process.returncode == 0, output.decode()
+    sse, poll = json.loads(out.read_text())["runs"]
+    assert sse["url"] == poll["url"] == proxy.url
+    assert_complete(sse, 60)
+    for key in ("lost", "undelivered", "gaps", "out_of_order", "incomplete"):
+        assert poll["integrity"][key] == 0, (key, poll["integrity"])
+    # nginx said which answers came from its cache.
+    assert any(answer.startswith("cache ") for answer in poll["polls"]["answers"])

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -63,6 +64,7 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
             Route("/sse", serve_sse),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ],
+        middleware=[Middleware(http.RequestCounter, counter=runtime.metrics.http_requests)],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from service.access import AccessDenied, Grant
-from service.caching import conditional, entity_tag
+from service.caching import cache_headers, conditional, entity_tag
 from service.core.seq import ZERO, Seq
 from service.core.tally import NATIONAL, constituency_channel
+from service.longpoll import BadWait, parse_wait
 from service.runtime import Runtime
 from service.transport.admission import CATCHING_UP, token_from
 
@@ -59,8 +61,13 @@ def not_found(what: str) -> Response:
     return error_response(404, "not_found", f"no such {what}")
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return json_response({"error": code, "message": message}, status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    response = json_response({"error": code, "message": message}, status)
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def request_grant(request: Request) -> Grant | Response:
@@ -99,11 +106,35 @@ def withheld(runtime: Runtime, channel: str, grant: Grant) -> bool:
     return channel == NATIONAL and not grant.embargoed and runtime.hub.embargo.active()
 
 
-def channel_response(request: Request, channel: str, what: str) -> Response:
+async def channel_response(request: Request, channel: str, what: str) -> Response:
+    """The channel's state; with ``?wait=<seq>``, once the channel has moved past that seq
+    (at once if it has), or 304 when it has not within the long-poll timeout."""
     grant = channel_grant(request, channel, what)
     if isinstance(grant, Response):
         return grant
     runtime = _runtime(request)
+    wait = request.query_params.get("wait")
+    if wait is not None:
+        try:
+            held = parse_wait(wait)
+        except BadWait as exc:
+            return error_response(400, "bad_wait", str(exc))
+        if not moved_now(runtime, channel, held):
+            if runtime.waiters.full:
+                return error_response(
+                    503,
+                    "too_many_waiters",
+                    "this instance holds as many ?wait= requests as it may: poll again shortly",
+                    {"Retry-After": "2"},
+                )
+            if not await moved(runtime, channel, held):
+                tag = entity_tag(
+                    runtime.hub.epoch,
+                    runtime.tally.channel_seq(channel),
+                    withheld=withheld(runtime, channel, grant),
+                )
+                headers = cache_headers(request, tag, runtime.settings.cache_control)
+                return Response(status_code=304, headers=headers)
     seq = runtime.tally.channel_seq(channel)
     return cached(
         request,
@@ -111,6 +142,30 @@ def channel_response(request: Request, channel: str, what: str) -> Response:
         lambda: {"seq": str(seq), "data": runtime.hub.public_state(channel, grant.embargoed)},
         withheld=withheld(runtime, channel, grant),
     )
+
+
+def moved_now(runtime: Runtime, channel: str, held: tuple[str | None, Seq]) -> bool:
+    epoch, seq = held
+    if epoch is not None and epoch != str(runtime.hub.epoch):
+        return True  # another run of the stream: what the caller holds is gone
+    return runtime.tally.channel_seq(channel) > seq
+
+
+async def moved(runtime: Runtime, channel: str, held: tuple[str | None, Seq]) -> bool:
+    """Whether the channel moves past ``held`` within the long-poll timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + runtime.settings.long_poll_timeout
+    while not moved_now(runtime, channel, held):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        with runtime.waiters.holding(channel) as changed:
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed
+            except TimeoutError:
+                return False
+    return True
 
 
 def cached(
@@ -155,16 +210,18 @@ async def asyncapi(request: Request) -> Response:
 
 
 async def national(request: Request) -> Response:
-    return channel_response(request, "national", "channel")
+    return await channel_response(request, "national", "channel")
 
 
 async def declarations(request: Request) -> Response:
-    return channel_response(request, "declarations", "channel")
+    return await channel_response(request, "declarations", "channel")
 
 
 async def constituency(request: Request) -> Response:
     seat_id = request.path_params["id"]
-    return channel_response(request, constituency_channel(seat_id), f"constituency {seat_id!r}")
+    return await channel_response(
+        request, constituency_channel(seat_id), f"constituency {seat_id!r}"
+    )
 
 
 async def constituencies(request: Request) -> Response:
@@ -200,7 +257,7 @@ async def areas(request: Request, kind: str) -> Response:
 
 async def area(request: Request, kind: str) -> Response:
     slug = request.path_params["slug"]
-    return channel_response(request, f"{kind}:{slug}", f"{kind} {slug!r}")
+    return await channel_response(request, f"{kind}:{slug}", f"{kind} {slug!r}")
 
 
 async def healthz(request: Request) -> Response:
@@ -230,7 +287,37 @@ async def metrics(request: Request) -> Response:
         return error_response(401, "unauthorized", "/metrics needs its bearer token")
     m = runtime.metrics
     m.connections.set(len(runtime.hub.subscribers))
+    m.long_poll_waiters.set(runtime.waiters.count)
+    m.sse_streams.set(len(request.app.state.streams.sinks))
     m.subscriptions.clear()
     for kind, count in runtime.hub.subscription_counts().items():
         m.subscriptions.labels(kind).set(count)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class RequestCounter:
+    """Counts each HTTP answer by route template and status (``/api/national 304``): what
+    the origin serves behind a CDN. The streams (/sse, /ws) pass through untouched."""
+
+    def __init__(self, app: ASGIApp, counter: Counter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/sse":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = scope.get("root_path", "") + route.path if route is not None else "other"
+            self.counter.labels(template, str(status or 500)).inc()

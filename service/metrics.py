@@ -70,6 +70,16 @@ class Metrics:
             registry=r,
         )
         self.feed_check_agrees.set(float("nan"))  # an alert on == 0 must not fire before one
+        self.http_requests = Counter(
+            "seatcast_http_requests",
+            "HTTP requests answered, by route template and status (streams not counted)",
+            ["route", "status"],
+            registry=r,
+        )
+        self.long_poll_waiters = Gauge(
+            "seatcast_long_poll_waiters", "?wait= requests held now", registry=r
+        )
+        self.sse_streams = Gauge("seatcast_sse_streams", "Open /sse streams", registry=r)
         self.webhook_sent = Counter(
             "seatcast_webhook_sent", "Webhook requests answered 2xx", ["target"], registry=r
         )

@@ -26,6 +26,7 @@ from service.fanout.embargo import Embargo
 from service.fanout.hub import Hub
 from service.fanout.subscriber import Subscriber
 from service.feed import Feed, Rejection, read_timeout
+from service.longpoll import Waiters
 from service.metrics import Metrics
 from service.redis_url import AsyncRedis
 from service.settings import Settings
@@ -57,8 +58,11 @@ class Runtime:
     reader: aioredis.Redis = field(init=False)
     access: Access = field(init=False)
     admission: Admission = field(init=False)
+    waiters: Waiters = field(init=False)
+    """Requests held by ``?wait=`` until their channel changes."""
     connected: bool = False
     _published: list[Seq] = field(default_factory=list)
+    _changed: set[str] = field(default_factory=set)
     _embargo_timer: asyncio.TimerHandle | None = None
 
     def __post_init__(self) -> None:
@@ -99,6 +103,7 @@ class Runtime:
             embargo=Embargo(on_hold=self._schedule_lift),
         )
         self.admission = Admission(self.hub, self.access, settings.queue_bytes)
+        self.waiters = Waiters(settings.long_poll_waiters)
         self.webhooks = Webhooks(
             parse_targets(settings.webhooks, self.election),
             lambda channel: graphics.flat_document(self.hub, channel),
@@ -130,6 +135,7 @@ class Runtime:
 
     def _lift_embargo(self) -> None:
         self._wake(self.hub.lift_embargo())
+        self.waiters.changed(["national"])
         self.webhooks.channel_changed("national")  # they get the public view: it changed
 
     def _schedule_resume_expiry(self, delay: float) -> None:
@@ -147,6 +153,7 @@ class Runtime:
         if applied.changes:
             self.hub.publish(applied.changes)
             self.webhooks.changed(applied.changes)
+            self._changed.update(change.channel for change in applied.changes)
             self._published.append(seq)
             if len(self._published) >= FLUSH_EVERY:
                 self.batch_done()
@@ -169,6 +176,9 @@ class Runtime:
     def batch_done(self) -> None:
         """After each batch of stream entries: one write per client with new messages."""
         self._wake(self.hub.flush())
+        if self._changed:
+            self.waiters.changed(self._changed)
+            self._changed.clear()
         if self.ready:
             now = time.time()
             for seq in self._published:
@@ -192,6 +202,8 @@ class Runtime:
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
         self._wake(self.hub.reset(tally, epoch))
+        self._changed.clear()
+        self.waiters.everything_changed()
         self.webhooks.everything_changed()
 
     def caught_up(self) -> None:

@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --transport poll: seconds between a poller's polls (default: 1)",
     )
     load.add_argument(
+        "--poll-wait",
+        action="store_true",
+        help="with --transport poll: long polls instead (?wait=<the tag held>, one held "
+        "request per channel, asked again at once when answered)",
+    )
+    load.add_argument(
         "--client",
         choices=LINKS,
         default="raw",
@@ -268,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain_timeout=args.drain_timeout,
         link=args.client,
         poll_interval=args.poll_interval,
+        poll_wait=args.poll_wait,
     )
     if args.url:
         targets = [
@@ -329,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "client": args.client,
             "transports": transports,
             "poll_interval": args.poll_interval if "poll" in transports else None,
+            "poll_wait": args.poll_wait if "poll" in transports else None,
             "redis_url": redact(args.redis_url),
             "command": [PROG, *map(redact, sys.argv[1:] if argv is None else argv)],
         },

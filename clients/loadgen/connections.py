@@ -604,7 +604,9 @@ async def open_resp(url: str, client: Client) -> RespLink:
     return link
 
 
-async def open_link(kind: str, url: str, client: Client, poll_interval: float = 1.0) -> Link:
+async def open_link(
+    kind: str, url: str, client: Client, poll_interval: float = 1.0, poll_wait: bool = False
+) -> Link:
     """Connect (the caller bounds the time) and return the link; the client gets the frames."""
     # The HTTP links build on this module's Client and StreamLink: imported here, not above.
     from clients.loadgen import http_links
@@ -612,7 +614,7 @@ async def open_link(kind: str, url: str, client: Client, poll_interval: float = 
     if kind == "sse":
         return await http_links.open_sse(url, client)
     if kind == "poll":
-        return await http_links.open_poller(url, client, poll_interval)
+        return await http_links.open_poller(url, client, poll_interval, poll_wait)
     if kind == "asyncio":
         return await open_asyncio(url, client)
     if kind == "raw":

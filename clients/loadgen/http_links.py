@@ -11,7 +11,8 @@ response head, then a chunked or an unframed body); of the event stream, ``data:
 ``Poller`` is what a system that can only poll does: ``GET`` each channel's REST URL once
 an interval on a keep-alive connection (asyncio streams, one task per poller: a poll is
 rare beside a push), with ``If-None-Match`` so that an unchanged answer is a bodiless 304,
-reconnecting when the server or a proxy closes the connection between polls. A state
+reconnecting when the server or a proxy closes the connection between polls; or a long
+poll (``?wait=``) per channel, asked again as soon as it is answered. A state
 channel's answer is its state at the seq of its last change: a new seq is a delivery, and
 the changes it skipped are superseded, as a slow websocket client's merged deltas are. The
 ``declarations`` answer lists the latest entries: each entry not seen before is a delivery,
@@ -21,7 +22,6 @@ and a list that no longer reaches back to the last entry seen is a gap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -36,6 +36,8 @@ from service.core.seq import Seq
 LOG = "declarations"
 POLL_TIMEOUT = 10.0
 """Seconds one poll (connect, request, answer) may take before the poller reconnects."""
+LONG_POLL_TIMEOUT = 90.0
+"""The same for a long poll, which the server holds (25 s by default) before a 304."""
 MAX_BODY = 1 << 24
 
 
@@ -218,52 +220,34 @@ def rest_path(channel: str) -> str:
     return f"/api/{plural}/{quote(name)}"
 
 
-class Poller:
-    """Polls each of a client's channels once per ``interval`` (the first round at a random
-    point of the first interval, so that pollers spread over it)."""
+class Answer:
+    __slots__ = ("body", "code", "headers")
 
-    def __init__(self, host: str, port: int, prefix: str, client: Client, interval: float) -> None:
-        self.host, self.port, self.prefix = host, port, prefix
-        self.client = client
-        self.interval = interval
-        self.tags: dict[str, bytes] = {}
+    def __init__(self, code: str, headers: dict[bytes, bytes], body: bytes) -> None:
+        self.code, self.headers, self.body = code, headers, body
+
+
+class KeepAlive:
+    """One keep-alive HTTP/1.1 connection, opened again when the server or a proxy closed it."""
+
+    def __init__(self, host: str, port: int, counts: dict[str, int]) -> None:
+        self.host, self.port = host, port
+        self.counts = counts
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.http = client.totals.http
 
-    async def connect(self) -> None:
+    async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
-    def subscribe(self, channels: Sequence[str]) -> None:
-        self.task = asyncio.create_task(self._run(list(channels)))
-
-    async def _run(self, channels: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-        tick = loop.time() + random.uniform(0, self.interval)
-        while True:
-            await asyncio.sleep(max(0.0, tick - loop.time()))
-            tick += self.interval
-            for channel in channels:
-                try:
-                    async with asyncio.timeout(POLL_TIMEOUT):
-                        await self._poll(channel)
-                except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                    _count(self.http, f"failed: {type(exc).__name__}")
-                    self._drop()
-            if loop.time() > tick:
-                tick = loop.time()  # fell behind: the next round now, no burst to catch up
-
-    async def _poll(self, channel: str) -> None:
+    async def get(self, path: str, tag: bytes | None) -> Answer:
         if self.writer is None or self.writer.is_closing():
-            await self.connect()
-            _count(self.http, "connections")
+            await self.open()
+            _count(self.counts, "connections")
         assert self.reader is not None and self.writer is not None
-        tag = self.tags.get(channel)
         self.writer.write(
             b"GET %b HTTP/1.1\r\nHost: %b:%d\r\n%bAccept: application/json\r\n\r\n"
             % (
-                (self.prefix + rest_path(channel)).encode(),
+                path.encode(),
                 self.host.encode(),
                 self.port,
                 b"If-None-Match: %b\r\n" % tag if tag else b"",
@@ -276,21 +260,10 @@ class Poller:
             for name, _, value in (line.partition(b":") for line in lines)
         }
         code = status.split(b" ")[1].decode(errors="replace") if b" " in status else "?"
-        _count(self.http, code)
-        cache = headers.get(b"x-cache-status")
-        if cache:
-            _count(self.http, f"cache {cache.decode(errors='replace')}")
         body = await self._body(headers)
         if headers.get(b"connection", b"").lower() == b"close":
-            self._drop()
-        if code == "304":
-            return
-        if code != "200":
-            _count(self.client.totals.errors, f"http {code}")
-            return
-        if b"etag" in headers:
-            self.tags[channel] = headers[b"etag"]
-        self._answer(channel, body, time.time())
+            self.drop()
+        return Answer(code, headers, body)
 
     async def _body(self, headers: dict[bytes, bytes]) -> bytes:
         assert self.reader is not None
@@ -302,12 +275,93 @@ class Poller:
                 if length == 0:
                     await self.reader.readuntil(b"\r\n")
                     return b"".join(parts)
-                parts.append(await self.reader.readexactly(length + 2))
-                parts[-1] = parts[-1][:-2]
+                parts.append((await self.reader.readexactly(length + 2))[:-2])
         length = int(headers.get(b"content-length", b"0"))
         if length > MAX_BODY:
             raise EOFError(f"a {length}-byte answer")
         return await self.reader.readexactly(length) if length else b""
+
+    def drop(self) -> None:
+        writer, self.writer, self.reader = self.writer, None, None
+        if writer is not None:
+            writer.transport.abort()
+
+
+class Poller:
+    """Polls each of a client's channels: once per ``interval`` on one connection (the first
+    round at a random point of the first interval, so that pollers spread over it), or with
+    ``wait``, a long poll per channel on a connection of its own, asked again as soon as it
+    is answered (``?wait=`` the tag held: the server answers when the channel moves past it,
+    or 304 after its long-poll timeout)."""
+
+    def __init__(
+        self, host: str, port: int, prefix: str, client: Client, interval: float, wait: bool
+    ) -> None:
+        self.host, self.port, self.prefix = host, port, prefix
+        self.client = client
+        self.interval = interval
+        self.wait = wait
+        self.http = client.totals.http
+        self.shared = KeepAlive(host, port, self.http)
+        self.tags: dict[str, bytes] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.connections: list[KeepAlive] = [self.shared]
+
+    def subscribe(self, channels: Sequence[str]) -> None:
+        if self.wait:
+            for channel in channels:
+                connection = self.shared if channel == channels[0] else self._another()
+                self.tasks.append(asyncio.create_task(self._hold(channel, connection)))
+        else:
+            self.tasks.append(asyncio.create_task(self._rounds(list(channels))))
+
+    def _another(self) -> KeepAlive:
+        connection = KeepAlive(self.host, self.port, self.http)
+        self.connections.append(connection)
+        return connection
+
+    async def _rounds(self, channels: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time() + random.uniform(0, self.interval)
+        while True:
+            await asyncio.sleep(max(0.0, tick - loop.time()))
+            tick += self.interval
+            for channel in channels:
+                await self._poll(channel, self.shared, POLL_TIMEOUT)
+            if loop.time() > tick:
+                tick = loop.time()  # fell behind: the next round now, no burst to catch up
+
+    async def _hold(self, channel: str, connection: KeepAlive) -> None:
+        while True:
+            if not await self._poll(channel, connection, LONG_POLL_TIMEOUT):
+                await asyncio.sleep(self.interval)  # refused or failed: not at once again
+
+    async def _poll(self, channel: str, connection: KeepAlive, bound: float) -> bool:
+        """One request; False when it failed or was refused."""
+        path = self.prefix + rest_path(channel)
+        tag = self.tags.get(channel)
+        if self.wait and tag:
+            path += "?wait=" + quote(tag.strip(b'"').decode(), safe=":")
+        try:
+            async with asyncio.timeout(bound):
+                answer = await connection.get(path, tag)
+        except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            _count(self.http, f"failed: {type(exc).__name__}")
+            connection.drop()
+            return False
+        _count(self.http, answer.code)
+        cache = answer.headers.get(b"x-cache-status")
+        if cache:
+            _count(self.http, f"cache {cache.decode(errors='replace')}")
+        if answer.code == "304":
+            return True
+        if answer.code != "200":
+            _count(self.client.totals.errors, f"http {answer.code}")
+            return False
+        if b"etag" in answer.headers:
+            self.tags[channel] = answer.headers[b"etag"]
+        self._answer(channel, answer.body, time.time())
+        return True
 
     def _answer(self, channel: str, body: bytes, now: float) -> None:
         try:
@@ -324,27 +378,22 @@ class Poller:
         else:
             self.client.on_state(channel, seq, now)
 
-    def _drop(self) -> None:
-        writer, self.writer, self.reader = self.writer, None, None
-        if writer is not None:
-            writer.transport.abort()
-
     async def close(self) -> None:
         self.client.closing = True
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-        self._drop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.abort()
 
     def abort(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        self._drop()
+        for task in self.tasks:
+            task.cancel()
+        for connection in self.connections:
+            connection.drop()
 
 
-async def open_poller(url: str, client: Client, interval: float) -> Poller:
+async def open_poller(url: str, client: Client, interval: float, wait: bool = False) -> Poller:
     host, port, prefix = _target(url)
-    poller = Poller(host, port, prefix, client, interval)
-    await poller.connect()
+    poller = Poller(host, port, prefix, client, interval, wait)
+    await poller.shared.open()
     return poller

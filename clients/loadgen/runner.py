@@ -50,6 +50,7 @@ class Load:
     link: str = "raw"
     """How websocket clients move bytes: see :mod:`clients.loadgen.connections`."""
     poll_interval: float = 1.0
+    poll_wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,7 @@ def _start_workers(
             seats=seats,
             link=link,
             poll_interval=load.poll_interval,
+            poll_wait=load.poll_wait,
             concurrency=max(1, load.concurrency // load.processes),
             connect_timeout=load.connect_timeout,
             setup_timeout=load.setup_timeout,

@@ -63,6 +63,7 @@ class WorkerPlan:
     lifetime: float
     """Seconds after which the process closes everything and exits, whatever happens."""
     poll_interval: float = 1.0
+    poll_wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,7 @@ class Worker:
                 try:
                     async with asyncio.timeout(plan.connect_timeout):
                         client.link = await open_link(
-                            plan.link, plan.url, client, plan.poll_interval
+                            plan.link, plan.url, client, plan.poll_interval, plan.poll_wait
                         )
                 except Exception as exc:
                     self.fail(_reason(exc), f"connect: {type(exc).__name__}: {exc}"[:300])

@@ -60,6 +60,15 @@ def assert_complete(run: dict[str, Any], clients: int) -> None:
     assert run["ok"] is True
 
 
+def assert_nothing_lost_by_polling(run: dict[str, Any], clients: int) -> None:
+    """A poller sees states, not every change: what it skipped was superseded, never lost."""
+    assert run["error"] is None
+    assert run["clients"]["connected"] == clients
+    for key in ("lost", "undelivered", "gaps", "out_of_order", "incomplete"):
+        assert run["integrity"][key] == 0, (key, run["integrity"])
+    assert run["ok"] is True
+
+
 def test_300_clients_over_two_processes_receive_every_event_in_order(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -115,16 +124,24 @@ def test_sse_subscribers_and_pollers_beside_the_websocket_lose_nothing(
     assert sse["url"].startswith("http://127.0.0.1:") and "/ws" not in sse["url"]
     assert_complete(ws, 80)
     assert_complete(sse, 80)
-    # A poller sees states, not every change: what it skipped was superseded, never lost.
-    assert poll["clients"]["connected"] == 80
-    for key in ("lost", "undelivered", "gaps", "out_of_order", "incomplete"):
-        assert poll["integrity"][key] == 0, (key, poll["integrity"])
-    assert poll["ok"] is True
+    assert_nothing_lost_by_polling(poll, 80)
     assert poll["polls"]["requests"] > 0
     assert set(poll["polls"]["answers"]) >= {"200"}
     assert set(report["ratios"]) == {"seatcast-sse", "seatcast-poll"}
     assert report["ratios"]["seatcast-sse"]["denominator"] == "seatcast"
     assert "seatcast (SSE) / seatcast: p99 latency" in output
+
+
+def test_long_polling_pollers_see_every_change(redis_url: str, tmp_path: Path) -> None:
+    code, report, output = loadgen(
+        redis_url, tmp_path, "--transport", "poll", "--poll-wait", "--clients", "40",
+        "--processes", "2", "--rate", "10", "--events", "10", "--mix", "mixed", "--check",
+    )  # fmt: skip
+    assert code == 0, output
+    [run] = report["runs"]
+    assert report["params"]["poll_wait"] is True
+    assert_nothing_lost_by_polling(run, 40)
+    assert run["polls"]["answers"].get("200", 0) >= run["delivered"] > 0
 
 
 @needs_redis_server
@@ -384,7 +401,6 @@ async def test_through_nginx_sse_subscribers_and_pollers_lose_nothing(
     sse, poll = json.loads(out.read_text())["runs"]
     assert sse["url"] == poll["url"] == proxy.url
     assert_complete(sse, 60)
-    for key in ("lost", "undelivered", "gaps", "out_of_order", "incomplete"):
-        assert poll["integrity"][key] == 0, (key, poll["integrity"])
+    assert_nothing_lost_by_polling(poll, 60)
     # nginx said which answers came from its cache.
     assert any(answer.startswith("cache ") for answer in poll["polls"]["answers"])

@@ -48,6 +48,11 @@ ERROR_BODY_BYTES = 4096
 class Refused(Exception):
     """The server answered the stream's request with something other than an event stream."""
 
+    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        """Seconds the server asked to wait (``Retry-After``), or 0."""
+
 
 class SeatcastSSEClient(Shell):
     """Follow channels over ``/sse``, reconnecting and resuming until :meth:`close`.
@@ -213,7 +218,8 @@ class SeatcastSSEClient(Shell):
             status: Literal["connecting", "reconnecting"] = (
                 "reconnecting" if self.session.epoch is not None else "connecting"
             )
-            self._pause = self._schedule()
+            # Not sooner than the server asked (a 429 or 503 says when), however the backoff goes.
+            self._pause = max(self._schedule(), getattr(exc, "retry_after", 0.0))
             self._ready.append(
                 ConnectionState(status, f"cannot connect: {_describe(exc)}", self._pause)
             )
@@ -260,7 +266,11 @@ async def _check(response: httpx.Response) -> None:
         answer = orjson.loads(body)
         if isinstance(answer, dict) and "message" in answer:
             reason = f": {answer.get('error', '')} {answer['message']}".rstrip()
-    raise Refused(f"HTTP {response.status_code} {content_type or 'no content type'}{reason}")
+    retry_after = response.headers.get("retry-after", "")
+    raise Refused(
+        f"HTTP {response.status_code} {content_type or 'no content type'}{reason}",
+        float(retry_after) if retry_after.isdigit() else 0.0,
+    )
 
 
 def _describe(exc: BaseException) -> str:

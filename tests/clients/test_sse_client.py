@@ -351,3 +351,16 @@ async def test_a_malformed_event_is_an_error_item_and_the_stream_goes_on() -> No
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_over_sse_a_refusal_with_retry_after_is_not_tried_again_sooner(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # A tenth of a stream a second from one address: the first open is already refused.
+    async with run_service(make_settings(sse_open_rate=0.1)) as running:
+        async with follow_sse(f"{running.http}/sse", ["national"]) as follower:
+            await follower.until(lambda: len(follower.statuses()) >= 2)
+            refused = follower.statuses()[1]
+            assert refused.detail.startswith("cannot connect: HTTP 429")
+            assert "rate_limited" in refused.detail
+            assert refused.retry_in is not None and refused.retry_in >= 1

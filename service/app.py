@@ -21,7 +21,8 @@ from service.publish import publish_route
 from service.runtime import Runtime, stop_feed
 from service.settings import Settings
 from service.transport.asgi import serve_websocket
-from service.transport.sse import Streams, serve_sse
+from service.transport.sse import Streams
+from service.transport.sse_asgi import serve_sse
 from service.webhooks import stop_webhooks
 
 STATIC = Path(__file__).parent / "static"

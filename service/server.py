@@ -13,6 +13,7 @@ from service.app import create_app
 from service.core.election import Election
 from service.settings import Settings
 from service.transport.direct import protocol_for
+from service.transport.sse_direct import http_protocol_for
 
 
 def uvicorn_config(settings: Settings, app: Starlette) -> uvicorn.Config:
@@ -23,6 +24,8 @@ def uvicorn_config(settings: Settings, app: Starlette) -> uvicorn.Config:
         app,
         host=settings.host,
         port=settings.port,
+        # /sse is served below ASGI too (service.transport.sse_direct), on uvicorn's h11.
+        http=http_protocol_for(app),
         ws=ws,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ping_interval,

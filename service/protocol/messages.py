@@ -28,7 +28,7 @@ class Outgoing:
     likewise one event's bytes serve every SSE connection.
     """
 
-    __slots__ = ("_sse", "_sse_bare", "at", "kind", "payload", "wire")
+    __slots__ = ("_sse", "_sse_bare", "_sse_chunk", "at", "kind", "payload", "wire")
 
     def __init__(
         self, payload: bytes, kind: str = "message", at: tuple[Seq, Seq] | None = None
@@ -42,6 +42,7 @@ class Outgoing:
         message holds every change of its channels; the SSE ``id:`` (see ``sse``)."""
         self._sse: bytes | None = None
         self._sse_bare: bytes | None = None
+        self._sse_chunk: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.payload)
@@ -61,6 +62,16 @@ class Outgoing:
                 bare = bare[:-1] + b"id: %s\n\n" % position(*self.at).encode()
             sse = self._sse = bare
         return sse
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """``sse`` as one chunk of a chunked HTTP/1.1 response: a stream's whole write when
+        this is the one message it is sent, the same bytes for every stream."""
+        framed = self._sse_chunk
+        if framed is None:
+            sse = self.sse
+            framed = self._sse_chunk = b"%x\r\n%b\r\n" % (len(sse), sse)
+        return framed
 
     @property
     def sse_without_id(self) -> bytes:

@@ -1,10 +1,14 @@
 """GET /sse: the hub's messages as Server-Sent Events, for clients that cannot open a websocket
-(a proxy that blocks the upgrade, a CDN) or only need to listen.
+(a proxy that blocks the upgrade, a CDN) or only need to listen. What both ways of serving
+it share: the request's checks, the heartbeat, the open rate, and the events' order and ids.
 
-One streaming response per client, through Starlette. Each message goes out as the bytes
-``Outgoing.sse`` encoded once for every SSE subscriber; its ``id:`` is the stream position
-``<epoch>:<seq>``, one position for every channel, so a reconnecting ``EventSource`` resumes
-all its channels from its ``Last-Event-ID`` by rule 3.
+Each message goes out as ``Outgoing.sse``, encoded once for every SSE subscriber; its ``id:``
+is the stream position ``<epoch>:<seq>``, one position for every channel, so a reconnecting
+``EventSource`` resumes all its channels from its ``Last-Event-ID`` by rule 3.
+
+Served below ASGI by ``transport.sse_direct`` (as /ws is by ``transport.direct``, and for the
+same reasons: PERFORMANCE.md has the numbers); through Starlette by ``transport.sse_asgi``
+when the app runs under another server.
 """
 
 from __future__ import annotations
@@ -15,21 +19,24 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.datastructures import Headers, QueryParams
 
 from service.access import AccessDenied, Grant
 from service.core.seq import ZERO, Seq
-from service.fanout.subscriber import Subscriber, TokenBucket
-from service.protocol.messages import CLOSE_GOING_AWAY, Outgoing, parse_position
+from service.fanout.subscriber import TokenBucket
+from service.protocol.messages import Outgoing, parse_position
 from service.protocol.requests import Subscribe
 from service.transport.admission import CATCHING_UP, Admission, token_from
 
+PATH = "/sse"
+MEDIA_TYPE = "text/event-stream; charset=utf-8"
 IDLE_BUCKETS = 10_000
 """Open-rate buckets kept before idle ones are dropped."""
+HEARTBEAT = b":\n\n"
 CLOSING_COMMENTS = {
     1001: b": closed: going away; reconnect\n\n",
     1008: b": closed: the credential is no longer valid\n\n",
@@ -38,36 +45,39 @@ CLOSING_COMMENTS = {
 }
 
 
-class StreamSink:
-    """The hub's sink for one SSE response: the response's own task writes what is queued."""
-
-    __slots__ = ("beat", "closing", "subscriber", "wakeup")
-
-    def __init__(self) -> None:
-        self.wakeup = asyncio.Event()
-        self.closing: int | None = None
-        self.beat = False
-        """A heartbeat comment is due (sent only if nothing else is)."""
-        self.subscriber: Subscriber | None = None
-
-    def send_now(self, message: Outgoing) -> bool:
-        return False  # the response's task sends everything, in order
-
-    def wake(self) -> None:
-        self.wakeup.set()
-
-    def close(self, code: int, reason: str) -> None:
-        if self.closing is None:
-            self.closing = code
-        self.wakeup.set()
-
+class Beating(Protocol):
     def heartbeat(self) -> None:
-        self.beat = True
-        self.wakeup.set()
+        """A heartbeat comment is due: send one if nothing else is being sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An /sse request answered with an error instead of a stream."""
+
+    status: int
+    code: str
+    message: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def body(self) -> bytes:
+        return orjson.dumps({"error": self.code, "message": self.message})
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """An /sse request let in: its grant, what it subscribes to, its response headers."""
+
+    grant: Grant
+    subscribe: Subscribe
+    headers: tuple[tuple[str, str], ...]
+
+
+NOT_READY = Refusal(503, "not_ready", CATCHING_UP, (("Retry-After", "2"),))
 
 
 class Streams:
-    """One app's open SSE streams: their shared heartbeat and the rate of opens per client."""
+    """One app's open SSE streams: their shared heartbeat, and the rate of opens per client."""
 
     def __init__(
         self,
@@ -83,22 +93,22 @@ class Streams:
         self.retry = retry
         self.open_rate = open_rate
         self.clock = clock
-        self.sinks: set[StreamSink] = set()
+        self.sinks: set[Beating] = set()
         self._buckets: dict[str, TokenBucket] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, sink: StreamSink) -> None:
+    def add(self, sink: Beating) -> None:
         self.sinks.add(sink)
         if self._timer is None and self.heartbeat > 0:
             self._timer = asyncio.get_running_loop().call_later(self.heartbeat, self._beat)
 
-    def discard(self, sink: StreamSink) -> None:
+    def discard(self, sink: Beating) -> None:
         self.sinks.discard(sink)
 
     def _beat(self) -> None:
         # One timer for all streams, not one per connection: an idle stream costs no timer.
         self._timer = None
-        for sink in self.sinks:
+        for sink in list(self.sinks):
             sink.heartbeat()
         if self.sinks:
             self._timer = asyncio.get_running_loop().call_later(self.heartbeat, self._beat)
@@ -124,122 +134,84 @@ class Streams:
             return 0
         return max(1, math.ceil(-bucket.tokens / self.open_rate))
 
-
-async def serve_sse(request: Request) -> Response:
-    """``GET /sse?channels=a,b``: check the request like a websocket's, then stream."""
-    streams: Streams = request.app.state.streams
-    admission = streams.admission
-    hub = admission.hub
-    if not await admission.wait_until_ready():
-        return _refusal(503, "not_ready", CATCHING_UP, {"Retry-After": "2"})
-    origin = request.headers.get("origin")
-    if not admission.access.origin_allowed(origin):
-        return _refusal(403, "forbidden_origin", "this origin is not allowed")
-    token = token_from(request.headers.get("authorization"), request.query_params.get("token"))
-    try:
-        grant = admission.access.grant(token)
-    except AccessDenied as exc:
-        return _refusal(401, "unauthorized", str(exc))
-    channels = _channels(request)
-    if not channels:
-        return _refusal(
-            400, "no_channels", "name the channels to follow: /sse?channels=national,declarations"
-        )
-    if len(channels) > hub.max_channels:
-        return _refusal(
-            400,
-            "too_many_channels",
-            f"a stream may hold at most {hub.max_channels} channels; {len(channels)} were asked",
-        )
-    known = [channel for channel in channels if hub.tally.has_channel(channel)]
-    if not known:
-        return _refusal(400, "unknown_channel", f"no such channel: {', '.join(channels[:5])}")
-    if not any(grant.allows(channel) for channel in known):
-        return _refusal(403, "forbidden", f"your credential does not allow: {', '.join(known[:5])}")
-    wait = streams.seconds_until_open(_client(request, grant, token))
-    if wait:
-        return _refusal(
-            429,
-            "rate_limited",
-            f"too many streams opened: at most {streams.open_rate:g} a second",
-            {"Retry-After": str(wait)},
-        )
-    last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    resume = parse_position(last)
-    epoch, since = resume if resume is not None else (None, None)
-    subscribe = Subscribe(channels, dict.fromkeys(channels, since) if since else {}, epoch)
-    headers = {
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    }
-    if origin is not None:
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Vary"] = "Origin"
-    return EventStream(streams, grant, subscribe, headers)
-
-
-class EventStream(StreamingResponse):
-    """The streaming response: join the hub, then write what it queues until either side
-    ends it."""
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self, streams: Streams, grant: Grant, subscribe: Subscribe, headers: dict[str, str]
-    ) -> None:
-        super().__init__((), headers=headers, media_type=self.media_type)  # no Content-Length
-        self.streams = streams
-        self.grant = grant
-        self.subscribe = subscribe
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        streams = self.streams
-        hub = streams.admission.hub
-        sink = StreamSink()
-        subscriber, expiry = streams.admission.join(sink, self.grant)
-        sink.subscriber = subscriber
-        hub.subscribe(subscriber, self.subscribe)
-        streams.add(sink)
-        listener = asyncio.create_task(_until_disconnected(receive, sink))
+    def check(self, headers: Headers, query: QueryParams, address: str | None) -> Refusal | Opening:
+        """Check an /sse request as a websocket's is checked (the instance must be ready):
+        origin, credential, channels, then the open rate."""
+        admission = self.admission
+        hub = admission.hub
+        origin = headers.get("origin")
+        if not admission.access.origin_allowed(origin):
+            return Refusal(403, "forbidden_origin", "this origin is not allowed")
+        token = token_from(headers.get("authorization"), query.get("token"))
         try:
-            await _pump(sink, subscriber, send, streams.retry_field())
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-            streams.discard(sink)
-            subscriber.closed(CLOSE_GOING_AWAY)
-            hub.disconnect(subscriber)
-            listener.cancel()
+            grant = admission.access.grant(token)
+        except AccessDenied as exc:
+            return Refusal(401, "unauthorized", str(exc))
+        channels = tuple(
+            dict.fromkeys(
+                name.strip()
+                for value in query.getlist("channels")
+                for name in value.split(",")
+                if name.strip()
+            )
+        )
+        if not channels:
+            example = "/sse?channels=national,declarations"
+            return Refusal(400, "no_channels", f"name the channels to follow: {example}")
+        if len(channels) > hub.max_channels:
+            return Refusal(
+                400,
+                "too_many_channels",
+                f"a stream may hold at most {hub.max_channels} channels, not {len(channels)}",
+            )
+        known = [channel for channel in channels if hub.tally.has_channel(channel)]
+        if not known:
+            return Refusal(400, "unknown_channel", f"no such channel: {', '.join(channels[:5])}")
+        if not any(grant.allows(channel) for channel in known):
+            denied = ", ".join(known[:5])
+            return Refusal(403, "forbidden", f"your credential does not allow: {denied}")
+        wait = self.seconds_until_open(_client(grant, token, address))
+        if wait:
+            return Refusal(
+                429,
+                "rate_limited",
+                f"too many streams opened: at most {self.open_rate:g} a second",
+                (("Retry-After", str(wait)),),
+            )
+        # The header is the browser's own, newer than the query of the URL it reopens.
+        resume = parse_position(headers.get("last-event-id") or query.get("last_event_id"))
+        epoch, since = resume if resume is not None else (None, None)
+        subscribe = Subscribe(channels, dict.fromkeys(channels, since) if since else {}, epoch)
+        response = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
+        if origin is not None:
+            response += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return Opening(grant, subscribe, tuple(response))
 
 
-async def _pump(sink: StreamSink, subscriber: Subscriber, send: Send, first: bytes) -> None:
-    """Write what the subscriber has queued each time it is woken, all of it in one chunk.
+def _client(grant: Grant, token: str | None, address: str | None) -> str:
+    """Whom the open rate counts against: the credential, else the address."""
+    if grant.subject:
+        return f"sub:{grant.subject}"
+    if token:
+        return f"token:{hash(token)}"
+    return f"addr:{address or '?'}"
 
-    The send waits while the socket is full: meanwhile the hub queues (bounded in bytes) and
-    applies the slow-client policy, as for a websocket.
+
+def events(queued: list[Outgoing]) -> bytes:
+    """Messages as events: in position order, each entry's last one with its id.
+
+    One entry changes several channels: a client holds the entry whole only once it has
+    read all of that entry's messages, so only the last of them names its position.
     """
-    chunk = first
-    while True:
-        closing = sink.closing
-        if closing is not None:
-            if closing != _GONE:
-                ending = chunk + CLOSING_COMMENTS.get(closing, b": closed\n\n")
-                await send({"type": "http.response.body", "body": ending, "more_body": False})
-            return
-        queued = subscriber.take()
-        if queued:
-            chunk += queued[0].sse if len(queued) == 1 else events(queued)
-        if sink.beat:
-            sink.beat = False
-            if not chunk:
-                chunk = b":\n\n"
-        if chunk:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            chunk = b""
-        if sink.closing is None and not subscriber.queue and not subscriber.resync:
-            await sink.wakeup.wait()
-        sink.wakeup.clear()
+    if len(queued) == 1:
+        return queued[0].sse
+    ordered = in_position_order(queued)
+    parts = []
+    for message, after in itertools.pairwise(ordered):
+        same = message.at is not None and after.at is not None and after.at[1] == message.at[1]
+        parts.append(message.sse_without_id if same else message.sse)
+    parts.append(ordered[-1].sse)
+    return b"".join(parts)
 
 
 def in_position_order(queued: list[Outgoing]) -> list[Outgoing]:
@@ -266,57 +238,5 @@ def in_position_order(queued: list[Outgoing]) -> list[Outgoing]:
     return sorted(queued, key=_position_key)
 
 
-def events(queued: list[Outgoing]) -> bytes:
-    """Several messages as events: in position order, each entry's last one with its id.
-
-    One entry changes several channels: a client holds the entry whole only once it has
-    read all of that entry's messages, so only the last of them names its position.
-    """
-    ordered = in_position_order(queued)
-    parts = []
-    for message, after in itertools.pairwise(ordered):
-        same = message.at is not None and after.at is not None and after.at[1] == message.at[1]
-        parts.append(message.sse_without_id if same else message.sse)
-    parts.append(ordered[-1].sse)
-    return b"".join(parts)
-
-
 def _position_key(message: Outgoing) -> tuple[int, Seq]:
     return (0, ZERO) if message.at is None else (1, message.at[1])
-
-
-_GONE = -1
-"""``StreamSink.closing`` when the client went away: nothing more can be written."""
-
-
-async def _until_disconnected(receive: Receive, sink: StreamSink) -> None:
-    message: Message = {}
-    while message.get("type") != "http.disconnect":
-        message = await receive()
-    sink.closing = _GONE
-    sink.wakeup.set()
-
-
-def _channels(request: Request) -> tuple[str, ...]:
-    names = [
-        name.strip()
-        for value in request.query_params.getlist("channels")
-        for name in value.split(",")
-    ]
-    return tuple(dict.fromkeys(name for name in names if name))
-
-
-def _client(request: Request, grant: Grant, token: str | None) -> str:
-    """Whom the open rate counts against: the credential, else the address."""
-    if grant.subject:
-        return f"sub:{grant.subject}"
-    if token:
-        return f"token:{hash(token)}"
-    return f"addr:{request.client.host if request.client else '?'}"
-
-
-def _refusal(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    body = orjson.dumps({"error": code, "message": message})
-    return Response(body, status_code=status, media_type="application/json", headers=headers)

@@ -10,13 +10,15 @@ from typing import Any
 import httpx
 import orjson
 import redis.asyncio as aioredis
+import uvicorn
 
+from service.app import create_app
 from service.core.seq import Seq
 from service.protocol.messages import encode
 from service.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.service.conftest import NIGHT_2024, RunningService, run_service, xadd
-from tests.service.sse_support import SseClient, sse
+from tests.service.sse_support import SseClient, refused, sse
 from tests.service.test_slow_clients import churn, xadd_many
 
 
@@ -166,7 +168,7 @@ async def test_idle_streams_get_comments_and_every_client_the_same_bytes(
 async def test_a_stream_too_far_behind_on_declarations_ends_and_resumes_with_no_gap(
     make_settings: Callable[..., Settings], redis: aioredis.Redis
 ) -> None:
-    settings = make_settings(queue_bytes=64 * 1024, history=5000)  # it resumes, not afresh
+    settings = make_settings(queue_bytes=64 * 1024, history=10_000)  # it resumes, not afresh
     async with run_service(settings) as service:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -175,7 +177,7 @@ async def test_a_stream_too_far_behind_on_declarations_ends_and_resumes_with_no_
         reader, writer = await asyncio.open_connection(sock=sock)
         writer.write(b"GET /sse?channels=declarations HTTP/1.1\r\nHost: x\r\n\r\n")
         await read_until(reader, b"event: snapshot")  # then it stops reading
-        ids = await xadd_many(redis, service.settings.stream, churn(1500))
+        ids = await xadd_many(redis, service.settings.stream, churn(4000))
         async with asyncio.timeout(TIMEOUT * 2):
             while (
                 "seatcast_slow_client_closes_total 1.0" not in (await service.get("/metrics")).text
@@ -200,3 +202,68 @@ async def test_sse_and_websocket_subscribers_count_as_connections(
         async with httpx.AsyncClient() as http:
             text = (await http.get(service.http + "/metrics")).text
         assert "seatcast_connections 1.0" in text
+
+
+async def test_an_http_1_0_request_gets_the_events_unchunked_until_the_connection_closes(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis
+) -> None:
+    """A proxy's default upstream protocol (nginx's proxy_http_version is 1.0)."""
+    async with run_service(make_settings(queue_bytes=64 * 1024)) as service:
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+        writer.write(b"GET /sse?channels=declarations HTTP/1.0\r\n\r\n")
+        head = await read_until(reader, b"\r\n\r\n")
+        assert b"transfer-encoding" not in head.lower()
+        assert b"connection: close" in head.lower()
+        [entry] = await xadd(redis, service.settings.stream, NIGHT_2024[1])
+        seen = await read_until(reader, f"id: {entry}:{entry}\n\n".encode(), head)
+        body = seen[seen.index(b"\r\n\r\n") + 4 :]
+        assert body.startswith(b"retry: ")
+        blocks = body.split(b"\n\n")
+        kinds = [line for block in blocks[:3] for line in block.split(b"\n") if b"event: " in line]
+        assert kinds == [
+            b"event: hello",
+            b"event: snapshot",
+            b"event: event",
+        ]
+        writer.close()
+
+
+async def test_a_stopping_service_ends_each_stream_so_that_it_reconnects(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with run_service(make_settings()) as service:
+        reader, writer = await raw_stream(service.port, "/sse?channels=national")
+        await read_until(reader, b"event: snapshot")
+        await service.stop()
+        seen = await read_until(reader, b"\r\n0\r\n\r\n")
+        writer.close()
+    assert b": closed: server restarting" in seen
+
+
+async def test_under_another_server_sse_is_served_through_starlette_the_same_way(
+    make_settings: Callable[..., Settings], redis: aioredis.Redis
+) -> None:
+    """Without seatcast's own uvicorn protocol (transport.sse_direct), the ASGI route serves."""
+    settings = make_settings()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        channels = ("national", "declarations")
+        async with sse(base, ",".join(channels)) as client:
+            _, held = await opening(client, *channels)
+            seen = await xadd(redis, settings.stream, *NIGHT_2024[:3])
+            await follow(client, held, seen[-1])
+            last = client.last_id
+        missed = await xadd(redis, settings.stream, *NIGHT_2024[3:6])
+        async with sse(base, ",".join(channels), headers={"Last-Event-ID": last}) as again:
+            assert (await again.receive())["type"] == "hello"
+            await follow(again, held, missed[-1])
+        assert (await refused(base, "?channels=nowhere")).status_code == 400
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, TIMEOUT)

@@ -168,6 +168,20 @@ async def test_opening_streams_faster_than_the_rate_limit_gets_429_with_retry_af
         assert int(answer.headers["retry-after"]) >= 1
 
 
+async def test_behind_a_trusted_proxy_the_open_rate_counts_each_forwarded_address(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with run_service(make_settings(sse_open_rate=1)) as service:
+        for address in ("203.0.113.7", "198.51.100.9"):  # the burst of each: twice the rate
+            for _ in range(2):
+                async with sse(
+                    service.http, "national", headers={"X-Forwarded-For": address}
+                ) as client:
+                    assert (await client.receive())["type"] == "hello"
+        again = await refused(service.http, "?channels=national", {"X-Forwarded-For": address})
+        assert again.status_code == 429
+
+
 async def test_an_embargoed_exit_poll_is_withheld_from_public_streams(
     make_settings: Callable[..., Settings], redis: aioredis.Redis
 ) -> None:

@@ -31,7 +31,6 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from clients.loadgen.connections import MAX_HEAD, Client, HandshakeFailed, StreamLink
-from service.core.seq import Seq
 
 LOG = "declarations"
 POLL_TIMEOUT = 10.0
@@ -75,7 +74,8 @@ class SseLink(StreamLink):
         """Bytes left of the CRLF after a chunk's data."""
         self.text = b""
         """Event-stream text not yet ending in a blank line."""
-        self.last_id: Seq | None = None
+        self.last_id: tuple[int, int] | None = None
+        """The last event id's seq, as (ms, n)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -146,31 +146,58 @@ class SseLink(StreamLink):
                 if length == 0:
                     self.start_close()  # the server ended the stream
                     break
-                self.need = length
-        return b"".join(out)
+                if pos + length + 2 <= size:  # the whole chunk is here: no state to keep
+                    out.append(buffer[pos : pos + length])
+                    pos += length + 2
+                else:
+                    self.need = length
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _events(self, data: bytes, now: float) -> None:
         text = self.text + data if self.text else data
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        blocks = text.split(b"\n\n")
-        self.text = blocks.pop()
-        for block in blocks:
-            payload: list[bytes] = []
-            event_id = None
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    payload.append(line[6:] if line[5:6] == b" " else line[5:])
-                elif line.startswith(b"id:"):
-                    event_id = line[4:] if line[3:4] == b" " else line[3:]
-            if payload:
-                self.client.on_message(b"\n".join(payload), now)
-            if event_id:
-                self._check_id(event_id)
+        end = text.rfind(b"\n\n")
+        if end < 0:
+            self.text = text
+            return
+        self.text = text[end + 2 :]
+        for block in text[:end].split(b"\n\n"):
+            start = block.find(b"data:")
+            if start >= 0 and block.find(b"data:", start + 5) < 0:
+                # One data line, as the server writes every event: sliced, not split.
+                stop = block.find(b"\n", start)
+                if stop < 0:
+                    stop = len(block)
+                skip = 6 if block[start + 5 : start + 6] == b" " else 5
+                self.client.on_message(block[start + skip : stop], now)
+                found = block.find(b"\nid:")  # a line's start: data holds no newline
+                if found >= 0 or block.startswith(b"id:"):
+                    begin = found + 1 if found >= 0 else 0
+                    line_end = block.find(b"\n", begin)
+                    self._check_id(block[begin + 3 : line_end if line_end >= 0 else None])
+            elif start >= 0 or b"id:" in block:
+                self._event(block, now)
+
+    def _event(self, block: bytes, now: float) -> None:
+        """An event as the event-stream format allows it: data over several lines."""
+        payload: list[bytes] = []
+        event_id = None
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                payload.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"id:"):
+                event_id = line[3:]
+        if payload:
+            self.client.on_message(b"\n".join(payload), now)
+        if event_id:
+            self._check_id(event_id)
 
     def _check_id(self, event_id: bytes) -> None:
+        """``<epoch>:<seq>``: its seq must never go back."""
+        ms, _, n = event_id[event_id.rfind(b":") + 1 :].partition(b"-")
         try:
-            position = Seq.parse(event_id.rpartition(b":")[2])
+            position = (int(ms), int(n))
         except ValueError:
             self._error("bad_id")
             return

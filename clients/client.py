@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -47,11 +47,83 @@ __all__ = [
     "Pong",
     "SeatcastClient",
     "Session",
+    "Shell",
     "Update",
 ]
 
 
-class SeatcastClient:
+class Shell:
+    """What the two asyncio shells around a :class:`Session` share: the items ready for
+    iteration, the state as the session holds it, closing, and the backoff between tries."""
+
+    def __init__(self, session: Session, backoff_start: float, backoff_cap: float) -> None:
+        self.session = session
+        self.backoff_start = backoff_start
+        self.backoff_cap = backoff_cap
+        self._ready: deque[Item] = deque()
+        self._attempt = 0
+        self._pause = 0.0
+        """Seconds to wait after a drop before connecting again."""
+        self._started = False
+        self._closed = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Item:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def epoch(self) -> str | None:
+        return self.session.epoch
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self.session.channels
+
+    def state(self, channel: str) -> State | None:
+        """The channel's current state (read-only), or None before its snapshot."""
+        return self.session.state(channel)
+
+    def seq(self, channel: str) -> str | None:
+        return self.session.seq(channel)
+
+    def _received(self, items: list[Item]) -> None:
+        for item in items:
+            self._ready.append(item)
+            if isinstance(item, ConnectionState):
+                self._attempt = 0  # whole again: the next drop starts the backoff afresh
+
+    def _schedule(self) -> float:
+        """The next delay: ``backoff_start * 2**attempt``, capped, jittered to 50-100%."""
+        ceiling = min(self.backoff_cap, self.backoff_start * 2**self._attempt)
+        self._attempt += 1
+        # Jitter spreads the clients of a restarted server over the interval.
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _wait_pause(self) -> None:
+        """Sleep the delay a drop scheduled, or until closed."""
+        pause, self._pause = self._pause, 0.0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(pause):
+                await self._closed.wait()
+
+
+class SeatcastClient(Shell):
     """Follow channels over ``/ws``, reconnecting and resuming until :meth:`close`.
 
     Iterate to receive :class:`Update`, :class:`ConnectionState`, :class:`ErrorMessage` and
@@ -60,6 +132,7 @@ class SeatcastClient:
     (a merged delta or snapshot, or a 1013 close that this client resumes from).
     Reconnects after any drop or close (1001, 1012, 1013, ...) with a delay of
     ``backoff_start * 2**attempt`` seconds, capped at ``backoff_cap``, jittered to 50-100%.
+    :class:`clients.sse.SeatcastSSEClient` is the same over ``/sse``.
     """
 
     def __init__(
@@ -76,10 +149,8 @@ class SeatcastClient:
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"a seatcast URL starts with ws:// or wss://, not {url!r}")
+        super().__init__(Session(channels, since=since, epoch=epoch), backoff_start, backoff_cap)
         self.url = url
-        self.session = Session(channels, since=since, epoch=epoch)
-        self.backoff_start = backoff_start
-        self.backoff_cap = backoff_cap
         self.open_timeout = open_timeout
         self.max_size = max_size
         self._ws: ClientConnection | None = None
@@ -89,46 +160,9 @@ class SeatcastClient:
         """Waiting for the library's next connection (its backoff included)."""
         self._failure: Exception | None = None
         """Why the last attempt failed, for the item that goes with its delay."""
-        self._ready: deque[Item] = deque()
-        self._attempt = 0
-        self._pause = 0.0
-        """Seconds to wait after a drop before the library connects again."""
-        self._started = False
-        self._closed = asyncio.Event()
         self._wake = asyncio.Event()
         """Set when an item arrives while a connection is being opened, and on close."""
         self._pings: dict[int, float] = {}
-
-    async def __aenter__(self) -> SeatcastClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def __aiter__(self) -> AsyncIterator[Item]:
-        return self
-
-    # --- state, as the session holds it ---------------------------------------------------
-
-    @property
-    def epoch(self) -> str | None:
-        return self.session.epoch
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return self.session.channels
-
-    def state(self, channel: str) -> State | None:
-        """The channel's current state (read-only), or None before its snapshot."""
-        return self.session.state(channel)
-
-    def seq(self, channel: str) -> str | None:
-        return self.session.seq(channel)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -188,14 +222,7 @@ class SeatcastClient:
             if not isinstance(message, dict):
                 self._ready.append(ErrorMessage("bad_frame", "the server sent a non-object", {}))
                 continue
-            for item in self.session.receive(message):
-                if isinstance(item, Pong) and isinstance(item.id, int):
-                    sent = self._pings.pop(item.id, None)
-                    if sent is not None:
-                        item = Pong(item.id, time.monotonic() - sent, item.message)
-                self._ready.append(item)
-                if isinstance(item, ConnectionState):
-                    self._attempt = 0  # whole again: the next drop starts the backoff afresh
+            self._received([self._timed(item) for item in self.session.receive(message)])
             drop = self.session.take_drop()
             if drop is not None:
                 await self._ws.close()
@@ -211,10 +238,7 @@ class SeatcastClient:
             self._ready.append(ConnectionState("connecting", self.url))
             return
         if self._pause:
-            pause, self._pause = self._pause, 0.0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
-                    await self._closed.wait()
+            await self._wait_pause()
             return
         if self._connections is None:
             self._connections = aiter(
@@ -284,12 +308,12 @@ class SeatcastClient:
             self._pause = self._schedule()
             self._ready.append(ConnectionState("reconnecting", why, self._pause))
 
-    def _schedule(self) -> float:
-        """The next delay: ``backoff_start * 2**attempt``, capped, jittered to 50-100%."""
-        ceiling = min(self.backoff_cap, self.backoff_start * 2**self._attempt)
-        self._attempt += 1
-        # Jitter spreads the clients of a restarted server over the interval.
-        return random.uniform(ceiling / 2, ceiling)
+    def _timed(self, item: Item) -> Item:
+        if isinstance(item, Pong) and isinstance(item.id, int):
+            sent = self._pings.pop(item.id, None)
+            if sent is not None:
+                return Pong(item.id, time.monotonic() - sent, item.message)
+        return item
 
     async def _flush(self) -> None:
         requests = self.session.take_requests()

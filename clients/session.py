@@ -1,10 +1,11 @@
 """The client side of the seatcast wire protocol as a pure state machine: no I/O, no clock.
 
 :class:`Session` takes each server message as a dict and returns the items an application
-sees (:class:`Update`, :class:`ConnectionState`, :class:`ErrorMessage`, :class:`Pong`); the
-requests it needs sent queue up for the caller. :mod:`clients.client` is the asyncio shell
-around it. It speaks only the wire; of ``service/`` it takes only the protocol's own stream-ID
-type, :class:`service.core.seq.Seq`.
+sees (:mod:`clients.items`); the requests it needs sent queue up for the caller. Two asyncio
+shells move the bytes: :mod:`clients.client` over ``/ws``, where the client asks for each
+channel, and :mod:`clients.sse` over ``/sse``, where the server answers the channels named
+when connecting, unasked (``pushed``). It speaks only the wire; of ``service/`` it takes
+only the protocol's own stream-ID type, :class:`service.core.seq.Seq`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Literal
 
 import json_merge_patch
 
+from clients.items import ConnectionState, ErrorMessage, Item, Message, Pong, State, Update
 from service.core.seq import Seq
 
 __all__ = [
@@ -32,9 +34,6 @@ __all__ = [
     "follow_posts",
 ]
 
-State: TypeAlias = dict[str, Any]
-Message: TypeAlias = dict[str, Any]
-
 LOG_CHANNELS = frozenset({"declarations", "posts"})
 """Channels that are logs of events rather than states patched by deltas."""
 RECENT_KEPT = 50
@@ -43,64 +42,10 @@ ZERO = "0-0"
 """The seq before any entry, and the epoch of a service whose stream is still empty."""
 _BARRIER = "seatcast-client-sync:"
 """Prefix of the ping ids the client uses to learn that a subscribe has been fully answered."""
-
-
-# --- what iteration yields ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    """A channel changed (or was confirmed): its ``state`` after ``message`` was applied.
-
-    ``kind`` is ``snapshot``, ``delta``, ``event`` (a log: declarations, posts) or ``resumed``.
-    For an event, ``state`` is the event's data (a declaration's kind, headline and the
-    constituency's state; a post's kind and the post); for every other kind it is the
-    channel's whole state. States are never mutated once handed out.
-    """
-
-    channel: str
-    kind: Literal["snapshot", "delta", "event", "resumed"]
-    seq: str
-    state: State
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionState:
-    """Where the connection stands, for a UI to show.
-
-    ``connecting`` before the first connection; ``live`` once every channel has its first
-    snapshot; ``reconnecting`` after a drop or a failed attempt (the detail says why, and
-    ``retry_in`` how long until the next try); ``resynced`` once every channel is whole again
-    after a reconnect, a gap or a new epoch (the detail says what was resumed and what was
-    sent afresh).
-    """
-
-    status: Literal["connecting", "live", "reconnecting", "resynced"]
-    detail: str = ""
-    retry_in: float | None = None
-    """Seconds until the next connection attempt, when one is scheduled."""
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorMessage:
-    """The server refused a request (``type: error``); the connection stays open."""
-
-    code: str
-    text: str
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class Pong:
-    """The answer to :meth:`SeatcastClient.ping`; ``rtt`` in seconds when it was timed."""
-
-    id: Any
-    rtt: float | None
-    message: Message
-
-
-Item: TypeAlias = Update | ConnectionState | ErrorMessage | Pong
+_PUSHED = "pushed"
+"""The key of the one answer a pushed session waits for: the connection's channels."""
+_REFUSALS = frozenset({"unknown_channel", "forbidden"})
+"""Error codes that refuse channels (their message names them after a colon)."""
 
 
 # --- the protocol's bookkeeping, without I/O -------------------------------------------------
@@ -152,6 +97,8 @@ class _Sync:
     resumed: set[str] = field(default_factory=set)
     snapshots: set[str] = field(default_factory=set)
     reason: str = ""
+    refused: list[str] = field(default_factory=list)
+    """Pushed: channels an error refused."""
 
 
 class Session:
@@ -160,9 +107,14 @@ class Session:
     Call :meth:`receive` with each decoded server message; it returns the items to hand to the
     application and queues requests, which the caller must send in order: take them with
     :meth:`take_requests` after every call to ``receive``, ``subscribe``, ``unsubscribe`` and
-    ``ping``; after ``receive``, :meth:`take_drop` says when to close the connection and try
+    ``ping``; after each of those, :meth:`take_drop` says when to close the connection and try
     again later instead. Call :meth:`connection_lost` when the socket goes; the next ``hello``
     resubscribes every channel with ``since`` and ``epoch``.
+
+    ``pushed`` (Server-Sent Events): the server answers the channels named when connecting,
+    unasked, and takes no requests. Nothing is queued then; give ``receive`` each event's id,
+    and connect with :meth:`next_connection`'s ``Last-Event-ID`` and :attr:`channels`. A gap
+    or a change of channels is a drop (reconnect), since nothing can be asked on the way.
     """
 
     def __init__(
@@ -171,6 +123,7 @@ class Session:
         *,
         since: Mapping[str, str] | None = None,
         epoch: str | None = None,
+        pushed: bool = False,
     ) -> None:
         """``since`` resumes log channels (``declarations``, ``posts``) from saved seqs;
         ``epoch`` is the epoch those seqs belong to (None: trust the first ``hello``). State
@@ -178,6 +131,9 @@ class Session:
         otherwise."""
         self.epoch = epoch
         self.connected = False
+        self.pushed = pushed
+        self.position: str | None = None
+        """Pushed: the id of the last event received (``<epoch>:<seq>``)."""
         self._channels: dict[str, _Channel] = {name: _Channel() for name in channels}
         for name, seq in (since or {}).items():
             if name not in LOG_CHANNELS:
@@ -189,6 +145,10 @@ class Session:
         self._syncs: dict[str, _Sync] = {}
         self._next_id = 0
         self._ever_live = False
+        self._rewind: Seq | None = None
+        """Pushed: a gap was seen after this seq; the next connection resumes from it."""
+        self._since: Seq | None = None
+        """Pushed: the seq this connection resumed from (its Last-Event-ID's)."""
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -210,9 +170,33 @@ class Session:
         return requests
 
     def take_drop(self) -> str | None:
-        """Why the connection should be dropped and tried again later, or None to keep it."""
+        """Why the connection should be dropped and tried again, or None to keep it."""
         drop, self._drop = self._drop, None
         return drop
+
+    def next_connection(self) -> str | None:
+        """Pushed: the ``Last-Event-ID`` to open the next connection with (call before each
+        attempt), or None to have every channel sent afresh.
+
+        One id resumes every channel, so it is None while any channel has no state to resume
+        (a channel just added, or one that must start again); after a gap it is the last
+        good seq on the gapped channel, and the other channels skip what they already hold.
+        """
+        held = [t.seq for t in self._channels.values() if t.state is not None and t.seq]
+        if self.epoch is None or not held or len(held) < len(self._channels):
+            self._since = None
+            return None
+        if self._rewind is not None:
+            point = f"{self.epoch}:{self._rewind}"
+        elif self.position is not None:
+            point = self.position
+        else:  # only logs resumed from the constructor's since: the earliest of them
+            point = f"{self.epoch}:{min(held, key=Seq.parse)}"
+        try:
+            self._since = Seq.parse(point.rpartition(":")[2])
+        except ValueError:
+            self._since = None
+        return point
 
     # --- the application's requests --------------------------------------------------------
 
@@ -221,16 +205,23 @@ class Session:
         for name in new:
             self._channels[name] = _Channel()
         if new and self.connected:
-            self._subscribe(new, "subscribed")
+            if self.pushed:
+                self._drop = f"reconnecting to add {', '.join(new)}"
+            else:
+                self._subscribe(new, "subscribed")
 
     def unsubscribe(self, channels: Iterable[str]) -> None:
         gone = [name for name in dict.fromkeys(channels) if self._channels.pop(name, None)]
         if gone and self.connected:
-            self._requests.append({"op": "unsubscribe", "channels": gone})
+            if self.pushed:
+                self._drop = f"reconnecting without {', '.join(gone)}"
+            else:
+                self._requests.append({"op": "unsubscribe", "channels": gone})
 
     def ping(self) -> int | None:
-        """Queue an application ping; returns its id, or None when not connected."""
-        if not self.connected:
+        """Queue an application ping; returns its id, or None when not connected (or pushed:
+        an event stream takes no requests)."""
+        if not self.connected or self.pushed:
             return None
         self._next_id += 1
         self._requests.append({"op": "ping", "id": self._next_id})
@@ -246,14 +237,17 @@ class Session:
         for tracked in self._channels.values():
             tracked.waiting = True
 
-    def receive(self, message: Message) -> list[Item]:
-        """Apply one server message; returns what the application should see, in order."""
+    def receive(self, message: Message, event_id: str | None = None) -> list[Item]:
+        """Apply one server message; returns what the application should see, in order.
+        ``event_id``: pushed, the event's id (the last one seen when it carries none)."""
+        if event_id:
+            self.position = event_id
         kind = message.get("type")
         if kind == "hello":
             return self._hello(message)
         if kind == "error":
             code, text = str(message.get("code", "")), str(message.get("message", ""))
-            return [ErrorMessage(code, text, message)]
+            return [ErrorMessage(code, text, message), *self._refused(code, text)]
         if kind == "pong":
             return self._pong(message)
         channel = message.get("channel")
@@ -283,18 +277,26 @@ class Session:
             # The stream was deleted and begun again: every seq held belongs to a dead epoch.
             for name in self._channels:
                 self._channels[name] = _Channel()
+            self._rewind = None
         if self.connected:
             # A hello on a live connection: the server sends fresh snapshots of every
             # channel unprompted; the barrier only tells when they are all in.
             if begun_again:
-                barrier = self._barrier(frozenset(self._channels), f"new epoch {epoch}")
-                for tracked in self._channels.values():
-                    tracked.barrier = barrier
+                channels = frozenset(self._channels)
+                if self.pushed:
+                    self._syncs[_PUSHED] = _Sync(channels, reason=f"new epoch {epoch}")
+                else:
+                    barrier = self._barrier(channels, f"new epoch {epoch}")
+                    for tracked in self._channels.values():
+                        tracked.barrier = barrier
             return []
         self.connected = True
         if self._channels:
             reason = f"new epoch {epoch}" if begun_again else "reconnected"
-            self._subscribe(list(self._channels), reason)
+            if self.pushed:
+                self._syncs[_PUSHED] = _Sync(frozenset(self._channels), reason=reason)
+            else:
+                self._subscribe(list(self._channels), reason)
         elif not self._ever_live:
             self._ever_live = True
             return [ConnectionState("live", "connected, no channels yet")]
@@ -354,11 +356,39 @@ class Session:
             name: self._channels[name] for name in sorted(sync.channels) if name in self._channels
         }
         refused = [name for name, t in held.items() if t.waiting and t.barrier == ping_id]
-        answered = [name for name, t in held.items() if not t.waiting]
         for name in refused:
             del self._channels[name]  # the server said why, in an error before this pong
+        return self._synced(sync, refused)
+
+    def _refused(self, code: str, text: str) -> list[Item]:
+        """Pushed: the channels an ``unknown_channel`` or ``forbidden`` error names are not
+        coming (there is no barrier to tell); the answer may now be complete."""
+        sync = self._syncs.get(_PUSHED)
+        if sync is None or code not in _REFUSALS:
+            return []
+        named = text.partition(": ")[2].rpartition(" and ")[0] or text.partition(": ")[2]
+        for name in named.split(", "):
+            tracked = self._channels.get(name)
+            if name in sync.channels and tracked is not None and tracked.waiting:
+                del self._channels[name]
+                sync.refused.append(name)
+        return self._pushed_answered()
+
+    def _pushed_answered(self) -> list[Item]:
+        sync = self._syncs.get(_PUSHED)
+        if sync is None or any(
+            self._channels[name].waiting for name in sync.channels if name in self._channels
+        ):
+            return []
+        del self._syncs[_PUSHED]
+        self._rewind = None
+        return self._synced(sync, sync.refused)
+
+    def _synced(self, sync: _Sync, refused: list[str]) -> list[Item]:
+        """Every channel of a subscribe is answered: what the application should see."""
         if not self._ever_live:
             self._ever_live = True
+            answered = [name for name in sync.channels if name in self._channels]
             detail = f"{len(answered)} channel{'' if len(answered) == 1 else 's'}"
             if refused:
                 detail += f"; refused: {', '.join(refused)}"
@@ -374,29 +404,38 @@ class Session:
             parts.append(f"refused: {', '.join(refused)}")
         return [ConnectionState("resynced", "; ".join(parts))]
 
-    def _note(self, channel: str, outcome: Literal["resumed", "snapshot"]) -> None:
+    def _note(self, channel: str, outcome: Literal["resumed", "snapshot"]) -> list[Item]:
         for sync in self._syncs.values():
             if channel in sync.channels:
                 (sync.resumed if outcome == "resumed" else sync.snapshots).add(channel)
+        return self._pushed_answered() if self.pushed else []
 
     def _snapshot(self, channel: str, tracked: _Channel, seq: str, message: Message) -> list[Item]:
         data = message.get("data")
         if not isinstance(data, dict):
             return []
         tracked.seq, tracked.state, tracked.waiting = seq, data, False
-        self._note(channel, "snapshot")
-        return [Update(channel, "snapshot", seq, data, message)]
+        return [Update(channel, "snapshot", seq, data, message), *self._note(channel, "snapshot")]
 
     def _resumed(self, channel: str, tracked: _Channel, seq: str, message: Message) -> list[Item]:
         if tracked.state is None or tracked.seq is None or not _at_or_before(seq, tracked.seq):
             # Not a point this client can resume from: start the channel afresh.
             self._channels[channel] = _Channel()
-            self._subscribe([channel], f"{channel} resumed at an unexpected seq")
+            if self.pushed:
+                self._drop = f"{channel} resumed at an unexpected seq"
+            else:
+                self._subscribe([channel], f"{channel} resumed at an unexpected seq")
             return []
-        # The channel's last change at or before ours: the state we hold is its state.
-        tracked.seq, tracked.waiting = seq, False
-        self._note(channel, "resumed")
-        return [Update(channel, "resumed", seq, tracked.state, message)]
+        if self._since is None or _at_or_before(tracked.seq, str(self._since)):
+            # The channel's last change at or before ours: the state we hold is its state.
+            tracked.seq = seq
+        # else pushed, resumed from before a gap on another channel: this one holds changes
+        # after that point, which come again and are passed over as already applied.
+        tracked.waiting = False
+        return [
+            Update(channel, "resumed", tracked.seq, tracked.state, message),
+            *self._note(channel, "resumed"),
+        ]
 
     def _change(self, channel: str, tracked: _Channel, seq: str, message: Message) -> list[Item]:
         if tracked.waiting or tracked.seq is None or tracked.state is None:
@@ -408,7 +447,10 @@ class Session:
                 stale = False
             if not stale:
                 # A gap: never apply this; ask for what was missed after the last good seq.
-                self._subscribe([channel], f"gap on {channel} after {tracked.seq}")
+                if self.pushed:
+                    self._gap(channel, tracked.seq)
+                else:
+                    self._subscribe([channel], f"gap on {channel} after {tracked.seq}")
             return []
         if message.get("type") == "event":
             data = message.get("data")
@@ -423,3 +465,14 @@ class Session:
         state: State = json_merge_patch.merge(copy.deepcopy(tracked.state), patch)
         tracked.seq, tracked.state = seq, state
         return [Update(channel, "delta", seq, state, message)]
+
+    def _gap(self, channel: str, last: str) -> None:
+        """Pushed: reconnect from the last good seq on ``channel``, the earliest if several."""
+        try:
+            point = Seq.parse(last)
+        except ValueError:
+            self._channels[channel] = _Channel()  # no seq to resume from: start it afresh
+            self._drop = f"gap on {channel}"
+            return
+        self._rewind = point if self._rewind is None else min(self._rewind, point)
+        self._drop = f"gap on {channel} after {last}"

@@ -5,6 +5,7 @@ coverage, one constituency's result or one region's totals, and the connection s
 it prints plain lines instead: one per declaration and per post, one summary per national
 change. ``--json`` prints
 the raw protocol messages, one a line, for jq; ``--once`` prints the current state and exits.
+``--transport sse`` follows over Server-Sent Events (``/sse``) where websockets are blocked.
 
 Exit codes: 0 done, 1 the service cannot be reached, 2 bad usage (an unknown constituency or
 region), 130 interrupted (Ctrl-C).
@@ -30,10 +31,18 @@ from rich.console import Console
 from rich.live import Live
 
 from clients.board import Board, describe
-from clients.client import ConnectionState, ErrorMessage, SeatcastClient, Update
+from clients.client import ConnectionState, ErrorMessage, Shell, Update
 from clients.session import State
+from clients.sse import TRANSPORTS, open_client
 
-__all__ = ["build_parser", "http_base", "main", "resolve_area", "resolve_constituency"]
+__all__ = [
+    "build_parser",
+    "http_base",
+    "main",
+    "resolve_area",
+    "resolve_constituency",
+    "stream_url",
+]
 
 PROG = "seatcast-ticker"
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
@@ -65,7 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--url",
         default=os.environ.get("SEATCAST_URL") or DEFAULT_URL,
-        help=f"the service's websocket URL (env SEATCAST_URL; default: {DEFAULT_URL})",
+        help=f"the service's websocket URL (env SEATCAST_URL; default: {DEFAULT_URL}); "
+        "with --transport sse, its http(s):// root or /sse URL will do too",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="websocket",
+        help="websocket (/ws), or sse: Server-Sent Events (/sse), through proxies that "
+        "refuse websockets (default: %(default)s)",
     )
     focus = parser.add_mutually_exclusive_group()
     focus.add_argument(
@@ -85,12 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def http_base(ws_url: str) -> str:
-    """The HTTP root beside a websocket URL: ``ws://h:8000/ws`` -> ``http://h:8000``."""
-    parts = urlsplit(ws_url)
+def http_base(url: str) -> str:
+    """The HTTP root beside a websocket or SSE URL: ``ws://h:8000/ws`` -> ``http://h:8000``."""
+    parts = urlsplit(url)
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    path = parts.path.removesuffix("/").removesuffix("/ws")
+    path = parts.path.removesuffix("/")
+    path = path.removesuffix("/ws") if path.endswith("/ws") else path.removesuffix("/sse")
     return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def stream_url(url: str, transport: str) -> str:
+    """The URL to follow over ``transport``: the websocket URL as given, or for SSE the
+    ``/sse`` beside it (``ws://h/ws``, ``http://h`` and ``http://h/sse`` all give
+    ``http://h/sse``), its query (a token) kept."""
+    if transport != "sse":
+        return url
+    query = urlsplit(url).query
+    return f"{http_base(url)}/sse" + (f"?{query}" if query else "")
 
 
 def fetch(url: str) -> Any:
@@ -161,7 +189,8 @@ async def run(args: argparse.Namespace, focus: str | None, stop: asyncio.Event) 
     board = Board(focus)
     tty = sys.stdout.isatty() and not args.json
     console = Console() if tty else None
-    async with SeatcastClient(args.url, channels) as client:
+    url = stream_url(args.url, args.transport)
+    async with open_client(url, channels, transport=args.transport) as client:
         stopper = asyncio.create_task(_close_on(stop, client))
         live: Live | None = None
         try:
@@ -178,7 +207,7 @@ async def run(args: argparse.Namespace, focus: str | None, stop: asyncio.Event) 
                 lines = board.apply(item)
                 if isinstance(item, ConnectionState):
                     if args.once and item.retry_in is not None:
-                        _say(f"giving up on {args.url}: {item.detail}")
+                        _say(f"giving up on {url}: {item.detail}")
                         return EXIT_UNREACHABLE
                     if live is None and not args.once and item.status != "connecting":
                         _say(f"{item.status}: {describe(item)}")
@@ -203,7 +232,7 @@ async def run(args: argparse.Namespace, focus: str | None, stop: asyncio.Event) 
     return EXIT_OK
 
 
-async def _close_on(stop: asyncio.Event, client: SeatcastClient) -> None:
+async def _close_on(stop: asyncio.Event, client: Shell) -> None:
     await stop.wait()
     await client.close()
 
@@ -219,8 +248,10 @@ async def _main(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ticker; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    if not args.url.startswith(("ws://", "wss://")):
-        build_parser().error(f"--url must start with ws:// or wss://, not {args.url!r}")
+    schemes = ("ws://", "wss://", "http://", "https://") if args.transport == "sse" else ()
+    if not args.url.startswith(("ws://", "wss://", *schemes)):
+        allowed = "ws://, wss://, http:// or https://" if schemes else "ws:// or wss://"
+        build_parser().error(f"--url must start with {allowed}, not {args.url!r}")
     try:
         return asyncio.run(_main(args))
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
@@ -34,6 +35,22 @@ def redact(text: str) -> str:
         option, _, value = text.partition("=")
         return f"{option}={redact_url(value)}"
     return redact_url(text)
+
+
+def url_for(url: str, transport: str) -> str:
+    """``--url`` as the transport needs it: a ws:// URL for websockets (``/ws`` beside an
+    http:// root), an http:// root for SSE and polling (beside a ws:// URL's ``/ws``)."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if transport == "ws":
+        if parts.scheme == "ws":
+            return url
+        if parts.scheme == "http":
+            return urlunsplit(("ws", parts.netloc, f"{path}/ws", "", ""))
+    elif parts.scheme in ("http", "ws"):
+        root = path.removesuffix("/ws") if parts.scheme == "ws" else path.removesuffix("/sse")
+        return urlunsplit(("http", parts.netloc, root, "", ""))
+    raise ValueError(f"--url must be ws:// or http://, not {url!r}")
 
 
 def _positive(kind: type[int] | type[float], allow_zero: bool = False) -> Any:
@@ -78,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         "when no redis-server binary is found), with the same parameters, and print the ratios",
     )
     target.add_argument(
-        "--url", help="measure a server already running at this ws:// URL (loopback only)"
+        "--url",
+        help="measure a server already running here (loopback only): its ws:// URL, or its "
+        "http:// root (for --transport sse and poll; a proxy in front of it will do)",
     )
     target.add_argument(
         "--server-pid", type=int, help="with --url: the server process to sample RSS and CPU from"
@@ -136,12 +155,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--seed", type=int, default=0, help="seed for the subscription mix")
     load.add_argument(
+        "--transport",
+        action="append",
+        choices=servers.TRANSPORTS,
+        help="how subscribers reach seatcast: ws (websocket), sse (GET /sse), poll (GET each "
+        "channel's /api URL every --poll-interval with If-None-Match); repeat it to measure "
+        "several in one run, each with the same load (default: ws)",
+    )
+    load.add_argument(
+        "--poll-interval",
+        type=_positive(float),
+        default=1.0,
+        help="with --transport poll: seconds between a poller's polls (default: 1)",
+    )
+    load.add_argument(
+        "--poll-wait",
+        action="store_true",
+        help="with --transport poll: long polls instead (?wait=<the tag held>, one held "
+        "request per channel, asked again at once when answered)",
+    )
+    load.add_argument(
         "--client",
         choices=LINKS,
         default="raw",
         help="raw: a minimal websocket client under asyncio.Protocol, about half the CPU per "
         "message; asyncio: the websockets library's asyncio client, a task per connection "
-        "(default: %(default)s); Redis pub/sub's subscribers always speak RESP over raw TCP",
+        "(default: %(default)s); Redis pub/sub's subscribers always speak RESP over raw TCP, "
+        "and SSE subscribers and pollers have minimal clients of their own",
     )
     bounds = parser.add_argument_group("bounds")
     bounds.add_argument(
@@ -193,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--url measures one running server; --compare starts its own")
     if args.url and not args.stream:
         parser.error("--url needs --stream: the key that server reads (never the live one)")
+    transports: list[str] = list(dict.fromkeys(args.transport or ["ws"]))
+    if args.url:
+        try:
+            urls = {transport: url_for(args.url, transport) for transport in transports}
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.processes > args.clients:
         parser.error("--processes must not exceed --clients")
     events = args.events or (int(args.rate * args.duration) if args.rate else BURST_EVENTS)
@@ -225,9 +271,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_timeout=args.setup_timeout,
         drain_timeout=args.drain_timeout,
         link=args.client,
+        poll_interval=args.poll_interval,
+        poll_wait=args.poll_wait,
     )
     if args.url:
-        targets = [runner.Target("external", url=args.url, pid=args.server_pid, stream=args.stream)]
+        targets = [
+            runner.Target(
+                "external",
+                url=urls[transport],
+                pid=args.server_pid,
+                stream=args.stream,
+                transport=transport,
+                first_event=run * events,  # one stream for every run: each its own events
+            )
+            for run, transport in enumerate(transports)
+        ]
     else:
         kinds: tuple[str, ...] = servers.SERVERS if args.compare else (args.server,)
         if "redis" in kinds and servers.redis_binary() is None:
@@ -237,21 +295,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_FAILED
             console.print(f"note: {missing}: Redis pub/sub is left out of the comparison")
             kinds = tuple(kind for kind in kinds if kind != "redis")
+        runs_of = [
+            (kind, t) for kind in kinds for t in (transports if kind == "seatcast" else ["ws"])
+        ]
         targets = [
             runner.Target(
                 kind,
-                stream=f"{args.stream}:{kind}" if args.stream and len(kinds) > 1 else args.stream,
+                stream=(
+                    f"{args.stream}:{kind}{'' if transport == 'ws' else '-' + transport}"
+                    if args.stream and len(runs_of) > 1
+                    else args.stream
+                ),
                 seatcast_args=tuple(args.seatcast_arg),
                 seatcast_source=args.seatcast_source,
+                transport=transport,
             )
-            for kind in kinds
+            for kind, transport in runs_of
         ]
     night = load_night()
     machine = {**report.machine(), "open_files_limit": limit}
     runs = []
     with tempfile.TemporaryDirectory(prefix="seatcast-loadgen-") as log_dir:
         for target in targets:
-            console.print(f"[bold]{servers.LABELS[target.kind]}[/bold]: {args.clients:,} clients …")
+            label = servers.LABELS[target.kind] + report.TRANSPORT_LABELS[target.transport]
+            console.print(f"[bold]{label}[/bold]: {args.clients:,} clients …")
             outcome = runner.run(
                 target, load, night, args.redis_url, deadline, Path(log_dir), args.keep_stream
             )
@@ -265,6 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "events": events,
             "seed": args.seed,
             "client": args.client,
+            "transports": transports,
+            "poll_interval": args.poll_interval if "poll" in transports else None,
+            "poll_wait": args.poll_wait if "poll" in transports else None,
             "redis_url": redact(args.redis_url),
             "command": [PROG, *map(redact, sys.argv[1:] if argv is None else argv)],
         },

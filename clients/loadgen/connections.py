@@ -48,6 +48,8 @@ from websockets.exceptions import ConnectionClosed
 
 from service.core.seq import Seq
 
+RECENT_AT_LEAST = 20
+"""Entries a log's snapshot (and REST answer) holds at the least, as DESIGN.md says."""
 LINKS = ("raw", "asyncio")
 """The websocket links ``--client`` chooses from; ``resp`` is the ``redis`` kind's own."""
 MAX_SIZE = 1 << 24
@@ -64,8 +66,8 @@ class Totals:
     """What every connection of one client process adds up (see ``subscribers.Report``)."""
 
     __slots__ = (
-        "bytes", "delivered", "errors", "first_receive", "gaps", "hellos", "last_receive",
-        "latency", "out_of_order", "resyncs", "unexpected",
+        "bytes", "delivered", "errors", "first_receive", "gaps", "hellos", "http",
+        "last_receive", "latency", "out_of_order", "resyncs", "unexpected",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -81,6 +83,8 @@ class Totals:
         self.hellos = 0
         self.unexpected = 0
         self.errors: dict[str, int] = {}
+        self.http: dict[str, int] = {}
+        """Pollers: answers by status (and by a cache's X-Cache-Status), reconnections."""
 
 
 class Chain:
@@ -218,6 +222,66 @@ class Client:
             chain.subscribed = True
             self._joined()
         chain.last, chain.last_text = seq, text
+
+    def on_state(self, channel: str, text: str, now: float) -> None:
+        """A poll's answer: the channel's state at ``text``, the seq of its last change. The
+        first answer starts the chain; a later seq is a delivery (the changes between were
+        superseded); an earlier one is out of order."""
+        chain, seq = self._polled(channel, text)
+        if chain is None or seq is None or (chain.last is not None and seq == chain.last):
+            return
+        if chain.last is not None and seq < chain.last:
+            self.totals.out_of_order += 1
+            return
+        self._observed(chain, seq, text, now)
+
+    def on_log(self, channel: str, text: str, entries: list[str], now: float) -> None:
+        """A poll's answer for a log: its latest entries' seqs, oldest first. Each one after
+        the last seen is a delivery; a list that no longer reaches back to the last seen may
+        have skipped some (a gap)."""
+        chain, seq = self._polled(channel, text)
+        if chain is None or seq is None or chain.last is None:
+            return
+        try:
+            seqs = [Seq.parse(entry) for entry in entries]
+        except ValueError:
+            self.totals.unexpected += 1
+            return
+        fresh = [(s, t) for s, t in zip(seqs, entries, strict=True) if s > chain.last]
+        # A log's answer holds at least its latest RECENT_AT_LEAST entries: a shorter list
+        # is the whole log, a full one of fresh entries may have left some out.
+        if len(fresh) == len(seqs) >= RECENT_AT_LEAST and chain.last_text not in entries:
+            self.totals.gaps += 1
+            chain.gapped = True
+        for entry_seq, entry_text in fresh:
+            self._observed(chain, entry_seq, entry_text, now)
+
+    def _polled(self, channel: str, text: str) -> tuple[Chain | None, Seq | None]:
+        """The chain and the answer's seq; the first answer only starts the chain."""
+        chain = self.chains.get(channel)
+        try:
+            seq = Seq.parse(text)
+        except ValueError:
+            seq = None
+        if chain is None or seq is None:
+            self.totals.unexpected += 1
+            return None, None
+        if not chain.subscribed:
+            chain.subscribed = True
+            chain.last, chain.last_text = seq, text
+            self._joined()
+            return None, None
+        return chain, seq
+
+    def _observed(self, chain: Chain, seq: Seq, text: str, now: float) -> None:
+        totals = self.totals
+        chain.last, chain.last_text = seq, text
+        chain.received += 1
+        totals.delivered += 1
+        totals.latency.append(now * 1000.0 - seq.ms)
+        if not totals.first_receive:
+            totals.first_receive = now
+        totals.last_receive = now
 
     def caught_up(self, finals: dict[str, Seq]) -> bool:
         """Whether every channel has reached its final seq (``finals``: parsed seqs)."""
@@ -540,12 +604,21 @@ async def open_resp(url: str, client: Client) -> RespLink:
     return link
 
 
-async def open_link(kind: str, url: str, client: Client) -> Link:
+async def open_link(
+    kind: str, url: str, client: Client, poll_interval: float = 1.0, poll_wait: bool = False
+) -> Link:
     """Connect (the caller bounds the time) and return the link; the client gets the frames."""
+    # The HTTP links build on this module's Client and StreamLink: imported here, not above.
+    from clients.loadgen import http_links
+
+    if kind == "sse":
+        return await http_links.open_sse(url, client)
+    if kind == "poll":
+        return await http_links.open_poller(url, client, poll_interval, poll_wait)
     if kind == "asyncio":
         return await open_asyncio(url, client)
     if kind == "raw":
         return await open_raw(url, client)
     if kind == "resp":
         return await open_resp(url, client)
-    raise ValueError(f"unknown client {kind!r}: use one of {', '.join(LINKS)} (or resp)")
+    raise ValueError(f"unknown client {kind!r}: use one of {', '.join(LINKS)} (or resp, sse, poll)")

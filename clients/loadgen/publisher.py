@@ -42,11 +42,13 @@ def load_night(name: str = "uk-2024") -> Night:
     return Night(exit_poll=events[start], declarations=after)
 
 
-def plan(night: Night, count: int) -> list[tuple[str, bytes]]:
-    """``count`` events as (constituency, encoded event), looping over the declarations."""
+def plan(night: Night, count: int, start: int = 0) -> list[tuple[str, bytes]]:
+    """``count`` events as (constituency, encoded event), looping over the declarations;
+    ``start``: skip as many first, when an earlier run published them on the same stream
+    (published again, they would be stale repeats that change nothing)."""
     planned: list[tuple[str, bytes]] = []
     size = len(night.declarations)
-    for i in range(count):
+    for i in range(start, start + count):
         rerun, position = divmod(i, size)
         event = night.declarations[position]
         if rerun:

@@ -35,6 +35,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     latency = histogram.merged(report.latency for report in reports)
     closed: dict[str, int] = {}
     errors: dict[str, int] = {}
+    http: dict[str, int] = {}
     totals = dict.fromkeys(
         (
             "delivered", "expected", "bytes", "gaps", "out_of_order", "resyncs", "hellos",
@@ -50,6 +51,8 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             closed[str(close_code)] = closed.get(str(close_code), 0) + count
         for error_code, count in report.errors.items():
             errors[error_code] = errors.get(error_code, 0) + count
+        for answer, count in report.http.items():
+            http[answer] = http.get(answer, 0) + count
         last_receive = max(last_receive, report.last_receive)
     published = outcome.published
     span = last_receive - published.started if published and last_receive else 0.0
@@ -69,6 +72,9 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         usage["cpu_us_per_delivery"] = _round(
             (after.cpu_s - idle.cpu_s) * 1e6 / totals["delivered"] if totals["delivered"] else None
         )
+    requests = sum(count for answer, count in http.items() if answer.isdigit())
+    if requests and "cpu_s" in usage:
+        usage["cpu_us_per_request"] = _round(usage["cpu_s"] * 1e6 / requests)
     if outcome.relay_idle and outcome.relay_after:
         # Redis pub/sub: the relay that XREADs and PUBLISHes is not part of the server's CPU
         # (which is redis-server's alone); it is reported here, beside it.
@@ -101,9 +107,12 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             integrity[k] == 0 for k in ("lost", "undelivered", "gaps", "out_of_order", "incomplete")
         )
     )
+    transport = outcome.target.transport
     return {
         "server": outcome.target.kind,
-        "label": LABELS[outcome.target.kind],
+        "transport": transport,
+        "key": outcome.target.kind if transport == "ws" else f"{outcome.target.kind}-{transport}",
+        "label": LABELS[outcome.target.kind] + TRANSPORT_LABELS[transport],
         "url": outcome.url,
         "client": outcome.link,
         "stream": outcome.stream,
@@ -145,10 +154,29 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "mean": _round(histogram.mean(latency)),
         },
         "integrity": integrity,
+        "polls": _polls(http, outcome),
         "server_usage": usage,
         "drain_s": _round(max((r.drain_s for r in reports), default=0.0)),
         "loadgen_cpu_s": loadgen_cpu,
         "machine_cpu": machine_share,
+    }
+
+
+TRANSPORT_LABELS = {"ws": "", "sse": " (SSE)", "poll": " (polling)"}
+
+
+def _polls(http: dict[str, int], outcome: Outcome) -> dict[str, Any] | None:
+    """Pollers' requests and answers; with the publishing time, requests per second."""
+    if outcome.target.transport != "poll":
+        return None
+    requests = sum(count for answer, count in http.items() if answer.isdigit())
+    published = outcome.published
+    seconds = published.finished - published.started if published else 0.0
+    return {
+        "requests": requests,
+        "answers": dict(sorted(http.items())),
+        "not_modified_share": _round(http.get("304", 0) / requests if requests else None, 3),
+        "publish_window_s": _round(seconds, 2),
     }
 
 
@@ -180,22 +208,33 @@ def _machine_share(
 
 
 def ratios(runs: list[dict[str, Any]], base: str = "seatcast") -> dict[str, dict[str, Any]]:
-    """Per reference server: seatcast's p99, CPU per delivery and deliveries/s over its."""
-    by_kind = {run["server"]: run for run in runs}
-    ours = by_kind.get(base)
+    """Per other run, keyed by its key: ``numerator / denominator`` of p99, CPU per delivery,
+    deliveries/s and RSS per connection. Against a reference server, seatcast's over its;
+    seatcast over another transport (SSE, polling), that transport's over the websocket's,
+    as the targets for them are put."""
+    by_key = {run.get("key", run["server"]): run for run in runs}
+    ours = by_key.get(base)
     if ours is None:
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for kind, theirs in by_kind.items():
-        if kind == base:
+    for key, theirs in by_key.items():
+        if key == base:
             continue
-        out[kind] = {
-            "p99_latency": _ratio(ours["latency_ms"]["p99"], theirs["latency_ms"]["p99"]),
+        transport = theirs["server"] == ours["server"]
+        top, bottom = (theirs, ours) if transport else (ours, theirs)
+        out[key] = {
+            "numerator": top["label"],
+            "denominator": bottom["label"],
+            "p99_latency": _ratio(top["latency_ms"]["p99"], bottom["latency_ms"]["p99"]),
             "cpu_per_delivery": _ratio(
-                ours["server_usage"].get("cpu_us_per_delivery"),
-                theirs["server_usage"].get("cpu_us_per_delivery"),
+                top["server_usage"].get("cpu_us_per_delivery"),
+                bottom["server_usage"].get("cpu_us_per_delivery"),
             ),
-            "deliveries_per_s": _ratio(ours["deliveries_per_s"], theirs["deliveries_per_s"]),
+            "deliveries_per_s": _ratio(top["deliveries_per_s"], bottom["deliveries_per_s"]),
+            "rss_per_connection": _ratio(
+                top["server_usage"].get("rss_kb_per_connection"),
+                bottom["server_usage"].get("rss_kb_per_connection"),
+            ),
         }
     return out
 
@@ -264,6 +303,8 @@ def rows(run: dict[str, Any], relay: bool = False) -> list[tuple[str, str]]:
         ("server RSS per connection (KB)", _fmt(usage.get("rss_kb_per_connection"))),
         ("server CPU (s)", _fmt(usage.get("cpu_s"), 2)),
         ("server CPU per delivery (us)", _fmt(usage.get("cpu_us_per_delivery"), 2)),
+        ("server CPU per request (us)", _fmt(usage.get("cpu_us_per_request"), 2)),
+        ("requests (304 share)", _poll_figures(run.get("polls"))),
         *(
             [("relay CPU, not in server CPU (s)", _fmt(usage.get("relay_cpu_s"), 2))]
             if relay
@@ -274,6 +315,13 @@ def rows(run: dict[str, Any], relay: bool = False) -> list[tuple[str, str]]:
         ("machine in softirq (s)", _fmt(machine.get("interrupts_s"), 2)),
         ("other processes' CPU (s) / window (s)", others),
     ]
+
+
+def _poll_figures(polls: dict[str, Any] | None) -> str:
+    if not polls:
+        return "-"
+    share = polls["not_modified_share"]
+    return f"{_fmt(polls['requests'])} ({'-' if share is None else f'{share:.0%}'})"
 
 
 def render(report: dict[str, Any], console: Console) -> None:
@@ -302,9 +350,11 @@ def render(report: dict[str, Any], console: Console) -> None:
             console.print(f"{run['label']}: connection failures {run['clients']['failures']}")
             for example in run["clients"]["failure_examples"][:3]:
                 console.print(f"  e.g. {example}")
-    for kind, figures in report.get("ratios", {}).items():
+    for figures in report.get("ratios", {}).values():
         console.print(
-            f"seatcast / {LABELS[kind]}: p99 latency x{_fmt(figures['p99_latency'], 2)}, "
+            f"{figures['numerator']} / {figures['denominator']}: "
+            f"p99 latency x{_fmt(figures['p99_latency'], 2)}, "
             f"CPU per delivery x{_fmt(figures['cpu_per_delivery'], 2)}, "
-            f"deliveries/s x{_fmt(figures['deliveries_per_s'], 2)}"
+            f"deliveries/s x{_fmt(figures['deliveries_per_s'], 2)}, "
+            f"RSS per connection x{_fmt(figures['rss_per_connection'], 2)}"
         )

@@ -25,6 +25,9 @@ from clients.loadgen.usage import Usage, machine_busy, usage
 MARGIN = 30.0
 """Slack over a worker's own bound before the parent stops waiting for it."""
 JOIN_TIMEOUT = 20.0
+TRANSPORT_ARGS = {"sse": ("--sse-open-rate", "0")}
+"""seatcast's options for a transport's run: every SSE subscriber opens from 127.0.0.1, and
+the per-address limit on opening streams would refuse most of them."""
 STOP_RESERVE = 5.0
 """Seconds kept back from the deadline for stopping the clients and the server."""
 
@@ -45,7 +48,9 @@ class Load:
     drain_timeout: float = 30.0
     settle: float = 1.0
     link: str = "raw"
-    """How the clients move bytes: see :mod:`clients.loadgen.connections`."""
+    """How websocket clients move bytes: see :mod:`clients.loadgen.connections`."""
+    poll_interval: float = 1.0
+    poll_wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,11 @@ class Target:
     stream: str | None = None
     seatcast_args: tuple[str, ...] = ()
     seatcast_source: Path | None = None
+    first_event: int = 0
+    """Events of the plan an earlier run of this invocation published on the same stream."""
+    transport: str = "ws"
+    """``ws``, or for seatcast ``sse`` (``GET /sse``) or ``poll`` (its REST URLs); ``url``
+    is then the server's http:// root (``servers.http_root``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +140,9 @@ def run(
     workers: list[tuple[BaseProcess, Connection]] = []
     stream = target.stream or f"loadgen:{uuid.uuid4().hex[:12]}:events"
     outcome.stream = stream
-    outcome.link = servers.link_for(target.kind, load.link)
+    outcome.link = servers.link_for(target.kind, load.link, target.transport)
     try:
-        events = plan(night, load.events)
+        events = plan(night, load.events, target.first_event)
         if target.kind == "external":
             assert target.url is not None
             outcome.url, outcome.pid = target.url, target.pid
@@ -144,10 +154,10 @@ def run(
                 redis_url,
                 log_dir,
                 timeout=_within(deadline, 60.0),
-                extra=target.seatcast_args,
+                extra=(*TRANSPORT_ARGS.get(target.transport, ()), *target.seatcast_args),
                 source=target.seatcast_source,
             )
-            outcome.url, outcome.pid = server.url, server.pid
+            outcome.url, outcome.pid = servers.url_for(server, target.transport), server.pid
             outcome.relay_pid = server.relay.pid if server.relay is not None else None
         outcome.before = _usage(outcome.pid)
         workers = _start_workers(outcome.url, outcome.link, load, night.seats, deadline)
@@ -212,6 +222,8 @@ def _start_workers(
             seed=load.seed,
             seats=seats,
             link=link,
+            poll_interval=load.poll_interval,
+            poll_wait=load.poll_wait,
             concurrency=max(1, load.concurrency // load.processes),
             connect_timeout=load.connect_timeout,
             setup_timeout=load.setup_timeout,

@@ -83,8 +83,21 @@ class Server:
         return ""
 
 
-def link_for(kind: str, requested: str) -> str:
+TRANSPORTS = ("ws", "sse", "poll")
+"""How subscribers reach seatcast: its websocket, its event stream, or polling its REST API."""
+
+
+def link_for(kind: str, requested: str, transport: str = "ws") -> str:
+    """The client link for a server kind: ``resp`` for Redis pub/sub, the transport's own
+    for SSE and polling, else the websocket link asked for."""
+    if transport != "ws":
+        return transport
     return LINKS.get(kind, requested)
+
+
+def url_for(server: Server, transport: str) -> str:
+    """Where clients over ``transport`` reach a server the run started."""
+    return server.url if transport == "ws" else f"http://127.0.0.1:{server.port}"
 
 
 def redis_binary() -> str | None:

@@ -1,4 +1,5 @@
-"""One client process of the load generator: many websocket connections on one event loop.
+"""One client process of the load generator: many connections (websocket, SSE or pollers) on
+one event loop.
 
 The parent talks to each process over a pipe, in three steps: the process connects and
 subscribes its share of the connections and sends a ``Ready``; the parent publishes, then
@@ -54,12 +55,15 @@ class WorkerPlan:
     seed: int
     seats: tuple[str, ...]
     link: str
-    """``raw``, ``asyncio`` or ``resp``: see :mod:`clients.loadgen.connections`."""
+    """``raw``, ``asyncio`` or ``resp`` (:mod:`.connections`), ``sse`` or ``poll``
+    (:mod:`.http_links`)."""
     concurrency: int
     connect_timeout: float
     setup_timeout: float
     lifetime: float
     """Seconds after which the process closes everything and exits, whatever happens."""
+    poll_interval: float = 1.0
+    poll_wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,8 @@ class Report:
     incomplete: int = 0
     closed: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    http: dict[str, int] = field(default_factory=dict)
+    """Pollers' answers by status, and by a cache's ``X-Cache-Status``."""
     drain_s: float = 0.0
     cpu_s: float = 0.0
     """This client process's CPU time from Ready to the end of the drain."""
@@ -117,7 +123,9 @@ class Report:
     @classmethod
     def from_totals(cls, worker: int, totals: Totals) -> Report:
         latency = histogram.encode(histogram.of(totals.latency))
-        report = cls(worker=worker, latency=latency, errors=dict(totals.errors))
+        report = cls(
+            worker=worker, latency=latency, errors=dict(totals.errors), http=dict(totals.http)
+        )
         for name in (
             "delivered", "bytes", "first_receive", "last_receive", "gaps", "out_of_order",
             "resyncs", "hellos", "unexpected",
@@ -210,7 +218,9 @@ class Worker:
                 began = time.perf_counter()
                 try:
                     async with asyncio.timeout(plan.connect_timeout):
-                        client.link = await open_link(plan.link, plan.url, client)
+                        client.link = await open_link(
+                            plan.link, plan.url, client, plan.poll_interval, plan.poll_wait
+                        )
                 except Exception as exc:
                     self.fail(_reason(exc), f"connect: {type(exc).__name__}: {exc}"[:300])
                     return
@@ -221,7 +231,9 @@ class Worker:
                     async with asyncio.timeout(plan.connect_timeout):
                         await client.ready.wait()
                 except Exception as exc:
-                    reason = "not subscribed" if plan.link == "resp" else "no snapshot"
+                    reason = {"resp": "not subscribed", "poll": "no first answer"}.get(
+                        plan.link, "no snapshot"
+                    )
                     self.fail(reason, f"subscribe: {type(exc).__name__}: {exc}"[:300])
 
         tasks = [asyncio.create_task(open_one(index)) for index in plan.indexes]

@@ -47,6 +47,10 @@ function socketUrl() {
   return url.href;
 }
 
+// Server-Sent Events, where a proxy on the way refuses websockets (the token in the address:
+// an EventSource cannot set headers either).
+const streamUrl = () => withToken(new URL("sse", document.baseURI)).href;
+
 // Keep the page's address in step with what is shown, so it can be bookmarked or shared.
 function remember(name, value) {
   if (value) params.set(name, value);
@@ -69,9 +73,14 @@ async function main() {
 
   const connection = $("#connection");
   const live = new Live(socketUrl(), {
+    streamUrl: streamUrl(),
     onStatus(status) {
       connection.dataset.state = status;
+      connection.dataset.transport = live.transport;
       connection.querySelector(".label").textContent = STATUS_LABELS[status] ?? status;
+      const via = connection.querySelector(".transport");
+      via.hidden = live.transport !== "sse";
+      via.textContent = via.hidden ? "" : "via SSE";
     },
   });
 

@@ -6,9 +6,12 @@ every field. They assert nothing about speed.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,18 @@ import pytest
 import redis
 
 from clients.loadgen import histogram, servers
+from clients.loadgen.cli import url_for
 from clients.loadgen.connections import Client, RespLink, Totals, resp_command
+from clients.loadgen.http_links import SseLink, rest_path
 from clients.loadgen.publisher import load_night, plan
 from clients.loadgen.subscribers import Report, channels_for
+from service.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.nginx import require_nginx, run_nginx
+from tests.service import conftest as service_fixtures
+from tests.service.conftest import run_service
+
+make_settings = service_fixtures.make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # The load generator bounds its own waits (--timeout); the run gets a little more.
@@ -53,6 +64,15 @@ def assert_complete(run: dict[str, Any], clients: int) -> None:
         assert integrity[key] == 0, (key, integrity)
     assert integrity["closed"] == {}
     assert run["delivered"] == run["expected"] > 0
+    assert run["ok"] is True
+
+
+def assert_nothing_lost_by_polling(run: dict[str, Any], clients: int) -> None:
+    """A poller sees states, not every change: what it skipped was superseded, never lost."""
+    assert run["error"] is None
+    assert run["clients"]["connected"] == clients
+    for key in ("lost", "undelivered", "gaps", "out_of_order", "incomplete"):
+        assert run["integrity"][key] == 0, (key, run["integrity"])
     assert run["ok"] is True
 
 
@@ -105,6 +125,42 @@ def test_the_websockets_asyncio_client_measures_the_same_way(
     assert_complete(report["runs"][0], 60)
 
 
+def test_sse_subscribers_and_pollers_beside_the_websocket_lose_nothing(
+    redis_url: str, tmp_path: Path
+) -> None:
+    code, report, output = loadgen(
+        redis_url, tmp_path, "--transport", "ws", "--transport", "sse", "--transport", "poll",
+        "--poll-interval", "0.5", "--clients", "80", "--processes", "2", "--rate", "20",
+        "--events", "20", "--mix", "mixed", "--check",
+    )  # fmt: skip
+    assert code == 0, output
+    ws, sse, poll = report["runs"]
+    assert [(r["transport"], r["client"]) for r in report["runs"]] == [
+        ("ws", "raw"), ("sse", "sse"), ("poll", "poll"),
+    ]  # fmt: skip
+    assert sse["url"].startswith("http://127.0.0.1:") and "/ws" not in sse["url"]
+    assert_complete(ws, 80)
+    assert_complete(sse, 80)
+    assert_nothing_lost_by_polling(poll, 80)
+    assert poll["polls"]["requests"] > 0
+    assert set(poll["polls"]["answers"]) >= {"200"}
+    assert set(report["ratios"]) == {"seatcast-sse", "seatcast-poll"}
+    assert report["ratios"]["seatcast-sse"]["denominator"] == "seatcast"
+    assert "seatcast (SSE) / seatcast: p99 latency" in output
+
+
+def test_long_polling_pollers_see_every_change(redis_url: str, tmp_path: Path) -> None:
+    code, report, output = loadgen(
+        redis_url, tmp_path, "--transport", "poll", "--poll-wait", "--clients", "40",
+        "--processes", "2", "--rate", "10", "--events", "10", "--mix", "mixed", "--check",
+    )  # fmt: skip
+    assert code == 0, output
+    [run] = report["runs"]
+    assert report["params"]["poll_wait"] is True
+    assert_nothing_lost_by_polling(run, 40)
+    assert run["polls"]["answers"].get("200", 0) >= run["delivered"] > 0
+
+
 @needs_redis_server
 def test_redis_pubsub_subscribers_over_resp_receive_every_event_in_order(
     redis_url: str, tmp_path: Path
@@ -137,7 +193,8 @@ def test_compare_measures_seatcast_and_the_references_alike(redis_url: str, tmp_
         assert_complete(run, 50)
     assert set(report["ratios"]) == set(references)
     for figures in report["ratios"].values():
-        assert set(figures) == {"p99_latency", "cpu_per_delivery", "deliveries_per_s"}
+        assert figures["numerator"] == "seatcast"
+        assert set(figures) >= {"p99_latency", "cpu_per_delivery", "deliveries_per_s"}
     assert "websockets broadcast()" in output
 
 
@@ -204,6 +261,70 @@ async def test_the_resp_link_reads_pushes_split_anywhere() -> None:
     assert (totals.delivered, totals.gaps, totals.unexpected) == (1, 0, 0)
     assert totals.errors == {"redis ERR": 1}
     assert resp_command("SUBSCRIBE", "a b") == b"*2\r\n$9\r\nSUBSCRIBE\r\n$3\r\na b\r\n"
+
+
+async def test_the_sse_link_reads_chunked_events_split_anywhere() -> None:
+    totals = Totals()
+    client = Client(["national"], totals)
+    link = SseLink("127.0.0.1", 1, "/sse?channels=national", client)
+    snapshot = b'{"type":"snapshot","channel":"national","seq":"1000-0","data":{}}'
+    events = [
+        b'retry: 2900\nevent: hello\ndata: {"type":"hello","epoch":"1-0","seq":"1000-0"}\n\n',
+        b"event: snapshot\ndata: %b\nid: 1-0:1000-0\n\n" % snapshot,
+        b":\n\n",
+        b"event: delta\ndata: %b\nid: 1-0:1001-0\n\n" % delta("national", "1001-0", "1000-0"),
+        b"event: delta\ndata: %b\nid: 1-0:999-0\n\n" % delta("national", "1002-0", "1001-0"),
+    ]
+    body = b"".join(b"%x\r\n%b\r\n" % (len(event), event) for event in events)
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    stream = head + body
+    for i in range(len(stream)):  # one byte at a time
+        link.data_received(stream[i : i + 1])
+    assert link.opened.done() and client.ready.is_set()
+    assert (totals.delivered, totals.gaps, totals.unexpected) == (2, 0, 0)
+    assert totals.errors == {"id_backwards": 1}
+
+
+async def test_the_sse_link_refuses_what_is_not_an_event_stream() -> None:
+    client = Client(["national"], Totals())
+    link = SseLink("127.0.0.1", 1, "/sse?channels=national", client)
+    link.data_received(b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\n\r\n")
+    with pytest.raises(ConnectionError, match=r"stream refused: HTTP/1\.1 429"):
+        await link.opened
+
+
+def test_a_poller_reads_states_and_the_log_and_tells_a_gap() -> None:
+    totals = Totals()
+    client = Client(["national", "declarations"], totals)
+    client.on_state("national", "1000-0", 1.0)
+    client.on_log("declarations", "1000-0", ["1000-0"], 1.0)
+    assert client.ready.is_set() and totals.delivered == 0
+    client.on_state("national", "1000-0", 1.0)  # unchanged
+    client.on_state("national", "1003-0", 1.0)  # 1001-0 and 1002-0 superseded
+    client.on_state("national", "1002-0", 1.0)  # a stale answer after a fresher one
+    assert (totals.delivered, totals.out_of_order) == (1, 1)
+    client.on_log("declarations", "1002-0", ["1000-0", "1001-0", "1002-0"], 1.0)
+    assert (totals.delivered, totals.gaps) == (3, 0)
+    later = [f"{n}-0" for n in range(1010, 1030)]  # a full list that does not reach 1002-0
+    client.on_log("declarations", later[-1], later, 1.0)
+    assert totals.gaps == 1 and client.chains["declarations"].gapped
+    assert rest_path("constituency:E14001425") == "/api/constituencies/E14001425"
+    assert rest_path("region:north-east") == "/api/regions/north-east"
+
+
+@pytest.mark.parametrize(
+    ("given", "transport", "used"),
+    [
+        ("http://127.0.0.1:8080", "ws", "ws://127.0.0.1:8080/ws"),
+        ("ws://127.0.0.1:8080/ws", "sse", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/edge/", "poll", "http://127.0.0.1:8080/edge"),
+        ("ws://127.0.0.1:8080/ws", "ws", "ws://127.0.0.1:8080/ws"),
+    ],
+)
+def test_one_url_serves_every_transport(given: str, transport: str, used: str) -> None:
+    assert url_for(given, transport) == used
 
 
 def test_a_non_loopback_target_is_refused(redis_url: str, tmp_path: Path) -> None:
@@ -274,3 +395,30 @@ def test_a_latency_below_zero_counts_as_zero_and_an_empty_histogram_has_no_figur
     empty = histogram.merged([])
     figures = [histogram.quantile(empty, 0.99), histogram.maximum(empty), histogram.mean(empty)]
     assert figures == [None, None, None]
+
+
+async def test_through_nginx_sse_subscribers_and_pollers_lose_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    require_nginx()
+    # Every subscriber comes from 127.0.0.1: no limit on how fast one address opens streams.
+    settings = make_settings(sse_open_rate=0)
+    assert settings.redis_url is not None
+    async with run_service(settings) as origin, run_nginx(origin.port) as proxy:
+        out = tmp_path / "report.json"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clients.loadgen", "--redis-url", settings.redis_url,
+            "--url", proxy.url, "--stream", settings.stream, "--server-pid", str(os.getpid()),
+            "--transport", "sse", "--transport", "poll", "--poll-interval", "0.5",
+            "--clients", "60", "--processes", "2", "--rate", "20", "--events", "20",
+            "--mix", "mixed", "--json-out", str(out), "--timeout", "60", "--check",
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), LOADGEN_SECONDS + TIMEOUT)
+    assert process.returncode == 0, output.decode()
+    sse, poll = json.loads(out.read_text())["runs"]
+    assert sse["url"] == poll["url"] == proxy.url
+    assert_complete(sse, 60)
+    assert_nothing_lost_by_polling(poll, 60)
+    # nginx said which answers came from its cache.
+    assert any(answer.startswith("cache ") for answer in poll["polls"]["answers"])

@@ -22,7 +22,13 @@ from rich.console import Console
 
 from clients.board import Board, national_line
 from clients.session import ConnectionState, Update
-from clients.ticker import UsageError, http_base, resolve_area, resolve_constituency
+from clients.ticker import (
+    UsageError,
+    http_base,
+    resolve_area,
+    resolve_constituency,
+    stream_url,
+)
 from tests.clients.commands import ROOT, Run, run_module
 from tests.conftest import TIMEOUT
 from tests.service import conftest as service_fixtures
@@ -43,10 +49,30 @@ PETERBOROUGH = "E14001425"
         ("ws://127.0.0.1:8000/ws", "http://127.0.0.1:8000"),
         ("wss://results.example/seatcast/ws", "https://results.example/seatcast"),
         ("ws://host:1/ws/", "http://host:1"),
+        ("http://host:1/sse", "http://host:1"),
     ],
 )
 def test_the_http_root_sits_beside_the_websocket(ws: str, http: str) -> None:
     assert http_base(ws) == http
+
+
+@pytest.mark.parametrize(
+    ("given", "followed"),
+    [
+        ("ws://h:1/ws", "http://h:1/sse"),
+        (
+            "wss://results.example/seatcast/ws?token=t",
+            "https://results.example/seatcast/sse?token=t",
+        ),
+        ("http://h:1", "http://h:1/sse"),
+        ("http://h:1/sse", "http://h:1/sse"),
+    ],
+)
+def test_over_sse_the_ticker_follows_the_sse_url_beside_any_url_given(
+    given: str, followed: str
+) -> None:
+    assert stream_url(given, "sse") == followed
+    assert stream_url(given, "websocket") == given
 
 
 SEATS = {
@@ -307,6 +333,41 @@ async def test_piped_it_prints_a_line_per_declaration_and_per_national_change(
         assert "Traceback" not in stderr
 
 
+async def test_over_sse_once_and_json_print_what_the_websocket_does(
+    service: RunningService, redis: aioredis.Redis
+) -> None:
+    ids = await xadd(redis, service.settings.stream, *NIGHT_2024[:20])
+    await caught_up(service, ids[-1])
+    run = await run_ticker("--transport", "sse", "--url", service.http, "--once")
+    assert run.code == 0, run.stderr
+    rest = (await service.get("/api/national")).json()
+    assert run.stdout.splitlines()[0] == national_line(rest["data"])
+    run = await run_ticker("--transport", "sse", "--url", service.ws, "--json", "--once")
+    assert run.code == 0, run.stderr
+    messages = [orjson.loads(line) for line in run.stdout.splitlines()]
+    assert [(m["type"], m["channel"]) for m in messages] == [
+        ("snapshot", "national"),
+        ("snapshot", "declarations"),
+    ]
+    assert {"seq": messages[0]["seq"], "data": messages[0]["data"]} == rest
+
+
+async def test_over_sse_piped_it_prints_each_declaration_as_it_comes(
+    service: RunningService, redis: aioredis.Redis
+) -> None:
+    async with ticker_process("--transport", "sse", "--url", service.http) as proc:
+        assert (await read_line(proc.stderr)).startswith("seatcast-ticker: live")
+        assert (await read_line(proc.stdout)).startswith("0 of 650 declared")
+        ids = await xadd(redis, service.settings.stream, *NIGHT_2024[:3])
+        await caught_up(service, ids[-1])
+        recent = (await service.get("/api/declarations")).json()["data"]["recent"]
+        lines = [await read_line(proc.stdout) for _ in range(5)]
+        headlines = [line.split(" ", 1)[1] for line in lines if " declared, " not in line]
+        assert headlines == [entry["headline"] for entry in recent]
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), TIMEOUT) in (0, 130)
+
+
 async def test_on_a_terminal_it_draws_the_live_board(
     service: RunningService, redis: aioredis.Redis
 ) -> None:
@@ -383,12 +444,25 @@ async def test_a_service_that_is_not_there() -> None:
 async def test_help_and_bad_options() -> None:
     run = await run_ticker("--help")
     assert run.code == 0
-    for option in ("--url", "SEATCAST_URL", "--constituency", "--region", "--json", "--once"):
+    for option in (
+        "--url",
+        "SEATCAST_URL",
+        "--constituency",
+        "--region",
+        "--json",
+        "--once",
+        "--transport",
+    ):
         assert option in run.stdout
     run = await run_ticker("--url", "http://127.0.0.1:8000/ws")
     assert run.code == 2
     assert "ws://" in run.stderr
     run = await run_ticker("--constituency", "A", "--region", "B")
+    assert run.code == 2
+    run = await run_ticker("--transport", "sse", "--url", "ftp://127.0.0.1:8000/")
+    assert run.code == 2
+    assert "http://" in run.stderr
+    run = await run_ticker("--transport", "pigeon")
     assert run.code == 2
 
 

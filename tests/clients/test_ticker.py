@@ -348,6 +348,7 @@ async def test_over_sse_once_and_json_print_what_the_websocket_does(
     assert [(m["type"], m["channel"]) for m in messages] == [
         ("snapshot", "national"),
         ("snapshot", "declarations"),
+        ("snapshot", "posts"),
     ]
     assert {"seq": messages[0]["seq"], "data": messages[0]["data"]} == rest
 

@@ -24,6 +24,15 @@ a feed that sends 2**64 - 1 votes is refused here rather than failing when sent 
 """
 
 
+TEXT_MAX = 300
+"""The longest name (a candidate's, a winner's), status note, retraction reason or feed
+source, in characters: each is shown on one line, and unbounded it would make every message
+that carries it as large as the feed liked."""
+CANDIDATES_MAX = 200
+"""The most candidates one declaration may list (the longest ballots known hold under 200:
+Nizamabad, India, 2019, had 185)."""
+
+
 POST_ID_MAX = 128
 POST_TITLE_MAX = 300
 POST_BODY_MAX = 10_000

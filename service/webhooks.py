@@ -29,6 +29,9 @@ from service.core.tally import DECLARATIONS, NATIONAL, Change
 from service.metrics import Metrics
 
 log = logging.getLogger("seatcast.webhooks")
+# httpx logs every request's whole URL at INFO, a target's password and query (which may
+# hold a key) included; a failure is logged here, under the target's label, instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 METHODS = ("PUT", "POST")
 BACKOFF_START = 0.5

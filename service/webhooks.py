@@ -190,9 +190,17 @@ class Webhooks:
 
     async def _send(self, client: httpx.AsyncClient, target: Target, body: bytes) -> bool:
         try:
-            response = await client.request(target.method, target.url, content=body)
+            # The whole answer within the timeout (httpx's bounds each read alone, so a
+            # trickle never ends), and its body never read: it could be sent without end.
+            async with (
+                asyncio.timeout(self.timeout),
+                client.stream(target.method, target.url, content=body) as response,
+            ):
+                pass
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
+        except TimeoutError:
+            reason = f"no answer within {self.timeout:g} s"
         else:
             if response.is_success:
                 self.metrics.webhook_sent.labels(target.label).inc()

@@ -67,6 +67,12 @@ def parse_targets(spec: str | None, election: Election) -> tuple[Target, ...]:
         return ()
     if not spec.startswith("@"):
         urls = [url.strip() for url in spec.split(",") if url.strip()]
+        for number, url in enumerate(urls, 1):
+            if len(url.split()) > 1:
+                raise WebhookError(
+                    f"webhook {number}: {url!r} is not one URL: a channel or method needs the "
+                    "@FILE form, one 'URL [CHANNEL] [METHOD]' a line"
+                )
         return tuple(_target([url], f"webhook {n}", election) for n, url in enumerate(urls, 1))
     path = Path(spec[1:])
     try:

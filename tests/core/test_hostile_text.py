@@ -10,7 +10,13 @@ import orjson
 import pytest
 
 from service.core.decoding import decode_event
-from service.core.events import CANDIDATES_MAX, TEXT_MAX, Declaration, InvalidEvent
+from service.core.events import (
+    CANDIDATES_MAX,
+    REASON_MAX,
+    TEXT_MAX,
+    Declaration,
+    InvalidEvent,
+)
 from tests.core.builders import declaration, flash, retraction, status, tiny_election
 
 ENTRY = "1720148400000-0"
@@ -136,3 +142,23 @@ def test_the_longest_name_and_the_most_candidates_allowed_are_taken() -> None:
 
     assert isinstance(event, Declaration)
     assert len(event.candidates) == CANDIDATES_MAX
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(status("Z" * 2_000_000, "counting"), id="an unknown constituency"),
+        pytest.param(declaration("N1", ("Ana", "Z" * 2_000_000, 5)), id="an unknown party"),
+        pytest.param({"type": "Z" * 2_000_000}, id="an unknown type"),
+        pytest.param(status("N1", "Z\n" * 1_000_000), id="an unknown status, escaped"),
+    ],
+)
+def test_a_reason_quoting_a_huge_value_is_cut_to_a_line_a_person_can_read(document: Any) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        decode_event(orjson.dumps(document), tiny_election(), ENTRY)
+
+    reason = str(raised.value)
+    assert reason.startswith(f"entry {ENTRY}: ")
+    assert len(reason.splitlines()) == 1
+    assert len(reason) <= REASON_MAX + 40
+    assert reason.endswith(" characters)")

@@ -17,11 +17,12 @@ REFUSED_IN_ONE_LINE = re.compile(rf"[\t\n{_CONTROL}{_SEPARATORS_AND_BIDI}]")
 """In a post's title, id, author and role; in a status note, a retraction reason, a source."""
 REFUSED_IN_BODY = re.compile(rf"[{_CONTROL}{_SEPARATORS_AND_BIDI}]")
 """In a post's body, which may hold line breaks and tabs."""
-REFUSED_IN_NAME = re.compile(rf"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f{_BIDI}]")
-"""In a candidate's name: the controls that are not whitespace, and the bidirectional ones.
+REFUSED_IN_NAME = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
+"""In a candidate's name: the controls but tab, line feed and carriage return, and the
+bidirectional ones.
 
-Whitespace of any kind stays allowed: it is spacing, which names are compared without
-(service.core.identity), so a feed's tab or line break in a name is the same name."""
+Those three, and Unicode's spaces and separators, stay allowed: they are spacing, which names
+are compared without (service.core.identity), so a feed's tab in a name is the same name."""
 
 
 def refusal(value: str, refused: re.Pattern[str]) -> str | None:

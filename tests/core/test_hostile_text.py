@@ -48,6 +48,11 @@ REFUSED: list[tuple[str, Any, str]] = [
         "candidate 2: 'name' has a control character (U+0000) at character 2",
     ),
     (
+        "a candidate name with a vertical tab",
+        declaration("N1", ("Ana\x0bBaker", "KIW", 500), ("Ben", "TUI", 300)),
+        "candidate 1: 'name' has a control character (U+000B) at character 4",
+    ),
+    (
         "a candidate name with a bidirectional override",
         declaration("N1", ("Ana \u202enaB", "KIW", 500), ("Ben", "TUI", 300)),
         "candidate 1: 'name' has a bidirectional control (U+202E) at character 5",

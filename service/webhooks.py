@@ -29,6 +29,9 @@ from service.core.tally import DECLARATIONS, NATIONAL, Change
 from service.metrics import Metrics
 
 log = logging.getLogger("seatcast.webhooks")
+# httpx logs every request's whole URL at INFO, a target's password and query (which may
+# hold a key) included; a failure is logged here, under the target's label, instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 METHODS = ("PUT", "POST")
 BACKOFF_START = 0.5
@@ -64,6 +67,12 @@ def parse_targets(spec: str | None, election: Election) -> tuple[Target, ...]:
         return ()
     if not spec.startswith("@"):
         urls = [url.strip() for url in spec.split(",") if url.strip()]
+        for number, url in enumerate(urls, 1):
+            if len(url.split()) > 1:
+                raise WebhookError(
+                    f"webhook {number}: {url!r} is not one URL: a channel or method needs the "
+                    "@FILE form, one 'URL [CHANNEL] [METHOD]' a line"
+                )
         return tuple(_target([url], f"webhook {n}", election) for n, url in enumerate(urls, 1))
     path = Path(spec[1:])
     try:
@@ -187,9 +196,17 @@ class Webhooks:
 
     async def _send(self, client: httpx.AsyncClient, target: Target, body: bytes) -> bool:
         try:
-            response = await client.request(target.method, target.url, content=body)
+            # The whole answer within the timeout (httpx's bounds each read alone, so a
+            # trickle never ends), and its body never read: it could be sent without end.
+            async with (
+                asyncio.timeout(self.timeout),
+                client.stream(target.method, target.url, content=body) as response,
+            ):
+                pass
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
+        except TimeoutError:
+            reason = f"no answer within {self.timeout:g} s"
         else:
             if response.is_success:
                 self.metrics.webhook_sent.labels(target.label).inc()

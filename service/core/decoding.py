@@ -7,7 +7,6 @@ tally.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 
 from service.core.election import Election
 from service.core.events import (
+    CANDIDATES_MAX,
     FIGURES,
     MAX_VOTES,
     POST_BODY_MAX,
@@ -23,6 +23,7 @@ from service.core.events import (
     POST_SEATS_MAX,
     POST_TITLE_MAX,
     STATUSES,
+    TEXT_MAX,
     Candidate,
     Checker,
     Declaration,
@@ -39,15 +40,7 @@ from service.core.events import (
     kind_of,
 )
 from service.core.identity import candidate_key
-
-# Posts are plain text. Refused in them, shown as text they would break lines in a ticker,
-# move a terminal's cursor or reorder the text around them: control characters (C0, DEL,
-# C1; a body may hold line breaks and tabs), the Unicode line and paragraph separators, and
-# the bidirectional embedding, override and isolate controls.
-_CONTROL = r"\x00-\x08\x0b-\x1f\x7f-\x9f"
-_SEPARATORS_AND_BIDI = r"\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_REFUSED_IN_ONE_LINE = re.compile(rf"[\t\n{_CONTROL}{_SEPARATORS_AND_BIDI}]")
-_REFUSED_IN_BODY = re.compile(rf"[{_CONTROL}{_SEPARATORS_AND_BIDI}]")
+from service.core.text import REFUSED_IN_BODY, REFUSED_IN_NAME, REFUSED_IN_ONE_LINE, refusal
 
 
 def decode_event(raw: bytes | str, election: Election, entry: str = "?") -> Event:
@@ -81,6 +74,8 @@ def _declaration(check: Checker, document: dict[str, Any]) -> Declaration:
     raw = document.get("candidates")
     if not isinstance(raw, list) or not raw:
         raise check.fail("'candidates' must be a non-empty list of {name, party, votes}")
+    if len(raw) > CANDIDATES_MAX:
+        raise check.fail(f"{len(raw):,} candidates, over {CANDIDATES_MAX:,}")
     parties = check.election.parties
     # Each candidate under the key that says who it is (identity.candidate_key); and in
     # the feed's order, with the votes and key to rank it by.
@@ -99,6 +94,8 @@ def _declaration(check: Checker, document: dict[str, Any]) -> Declaration:
                 and type(votes) is int
                 and 0 <= votes <= MAX_VOTES
                 and name.strip()
+                and len(name) <= TEXT_MAX
+                and name.isprintable()
                 and known.code.strip()
             ):
                 # The definition's own string: the tally's many lookups by party code then
@@ -134,7 +131,7 @@ def _declaration(check: Checker, document: dict[str, Any]) -> Declaration:
     else:
         if not isinstance(named, dict):
             raise check.fail("'winner' must be an object {name, party}")
-        name, party = check.text(named, "name", "winner: "), check.party(named, "winner: ")
+        name, party = _name(check, named, "winner: "), check.party(named, "winner: ")
         match = listed.get(candidate_key(name, party))
         if match is None or match.votes != ranked[0].votes:
             raise check.fail(f"winner {name} ({party}) is not among the top-polling candidates")
@@ -167,8 +164,9 @@ def _listed_twice(
 
 def _check_plausible(check: Checker, seat: str, valid: int, electorate: int | None) -> None:
     """Refuse more valid votes than the seat has electors: the event's electorate, else the
-    definition's. An electorate of 0 is not known (no turnout is shown) and not checked."""
-    if electorate is None:
+    definition's. An electorate of 0 is not known (no turnout is shown): the event's is then
+    checked against the definition's, and a definition's 0 is not checked."""
+    if not electorate:
         electorate, whose = check.election.constituencies[seat].electorate, "the definition's"
     else:
         whose = "the event's"
@@ -185,7 +183,7 @@ def _candidate(check: Checker, number: int, entry: object) -> tuple[str, str, in
     if not isinstance(entry, dict):
         raise check.fail(f"candidate {number} must be an object with name, party and votes")
     where = f"candidate {number}: "
-    name = check.text(entry, "name", where)
+    name = _name(check, entry, where)
     party = check.party(entry, where)
     votes = entry.get("votes")
     if not is_int(votes):
@@ -204,7 +202,7 @@ def _flash(check: Checker, document: dict[str, Any]) -> Flash:
         raise check.fail("'winner' must be an object {name, party}")
     return Flash(
         constituency=seat,
-        winner_name=check.text(winner, "name", "winner: "),
+        winner_name=_name(check, winner, "winner: "),
         winner_party=check.party(winner, "winner: "),
         revision=check.optional_int(document, "revision"),
     )
@@ -218,7 +216,7 @@ def _status(check: Checker, document: dict[str, Any]) -> StatusChange:
     return StatusChange(
         constituency=seat,
         status=status,
-        note=check.optional_text(document, "note"),
+        note=_optional_line(check, document, "note"),
         revision=check.optional_int(document, "revision"),
     )
 
@@ -226,7 +224,7 @@ def _status(check: Checker, document: dict[str, Any]) -> StatusChange:
 def _retraction(check: Checker, document: dict[str, Any]) -> Retraction:
     return Retraction(
         constituency=check.constituency(document),
-        reason=check.optional_text(document, "reason"),
+        reason=_optional_line(check, document, "reason"),
         revision=check.optional_int(document, "revision"),
     )
 
@@ -255,7 +253,7 @@ def _exit_poll(check: Checker, document: dict[str, Any]) -> ExitPoll:
 
 
 def _state_of_parties(check: Checker, document: dict[str, Any]) -> StateOfParties:
-    source = check.text(document, "source")
+    source = _line(check, document, "source")
     listed = document.get("constituencies")
     if not isinstance(listed, list):
         raise check.fail("'constituencies' must be a list of the constituency ids it covers")
@@ -346,20 +344,38 @@ def _plain_text(
         value = value.replace("\r\n", "\n").replace("\r", "\n")
     if len(value) > longest:
         raise check.fail(f"'{field}' is {len(value):,} characters long, over {longest:,}")
-    refused = (_REFUSED_IN_BODY if lines else _REFUSED_IN_ONE_LINE).search(value)
-    if refused is not None:
-        character = refused.group()
-        if character in "\u2028\u2029":
-            kind = "a line or paragraph separator"
-        elif character >= "\u202a":
-            kind = "a bidirectional control"
-        else:
-            kind = "a control character"
-        raise check.fail(
-            f"'{field}' has {kind} (U+{ord(character):04X}) at character "
-            f"{refused.start() + 1}: posts are plain text"
-        )
+    why = refusal(value, REFUSED_IN_BODY if lines else REFUSED_IN_ONE_LINE)
+    if why is not None:
+        raise check.fail(f"'{field}' has {why}: posts are plain text")
     return value
+
+
+def _name(check: Checker, document: dict[str, Any], where: str) -> str:
+    """A candidate's or winner's ``name``: bounded, and any spacing but no other control."""
+    name = check.text(document, "name", where)
+    if len(name) > TEXT_MAX:
+        raise check.fail(f"{where}'name' is {len(name):,} characters long, over {TEXT_MAX:,}")
+    why = refusal(name, REFUSED_IN_NAME)
+    if why is not None:
+        raise check.fail(f"{where}'name' has {why}")
+    return name
+
+
+def _line(check: Checker, document: dict[str, Any], field: str, value: str = "") -> str:
+    """A note, reason or source (``value``, else the required ``field``), shown on one line
+    (a reason in a ticker's headline)."""
+    value = value or check.text(document, field)
+    if len(value) > TEXT_MAX:
+        raise check.fail(f"'{field}' is {len(value):,} characters long, over {TEXT_MAX:,}")
+    why = refusal(value, REFUSED_IN_ONE_LINE)
+    if why is not None:
+        raise check.fail(f"'{field}' has {why}")
+    return value
+
+
+def _optional_line(check: Checker, document: dict[str, Any], field: str) -> str | None:
+    value = check.optional_text(document, field)
+    return value and _line(check, document, field, value)
 
 
 def _optional_plain_text(

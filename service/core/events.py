@@ -24,6 +24,20 @@ a feed that sends 2**64 - 1 votes is refused here rather than failing when sent 
 """
 
 
+TEXT_MAX = 300
+"""The longest name (a candidate's, a winner's), status note, retraction reason or feed
+source, in characters: each is shown on one line, and unbounded it would make every message
+that carries it as large as the feed liked."""
+CANDIDATES_MAX = 200
+"""The most candidates one declaration may list (the longest ballots known hold under 200:
+Nizamabad, India, 2019, had 185)."""
+
+
+REASON_MAX = 500
+"""The longest reason kept whole, in characters; a longer one (it quotes a feed's value) is
+cut, so that one huge value does not make a huge log line, rejected entry or HTTP answer."""
+
+
 POST_ID_MAX = 128
 POST_TITLE_MAX = 300
 POST_BODY_MAX = 10_000
@@ -194,10 +208,17 @@ def kind_of(value: object) -> str:
 
 
 def _one_line(reason: str) -> str:
-    """The reason with line breaks and other control characters escaped.
+    """The reason with line breaks and other control characters escaped, and cut at
+    REASON_MAX characters.
 
     Names in a reason come from the feed as they are; a reason must stay one line.
     """
-    if reason.isprintable():
-        return reason
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in reason)
+    whole = len(reason)
+    reason = reason[:REASON_MAX]  # before escaping, which costs a step per character
+    if not reason.isprintable():
+        reason = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode() for c in reason
+        )
+    if whole > REASON_MAX or len(reason) > REASON_MAX:
+        reason = f"{reason[:REASON_MAX]}... (cut: {whole:,} characters)"
+    return reason

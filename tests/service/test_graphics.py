@@ -251,7 +251,7 @@ async def test_hostile_text_survives_each_format_exactly(
 ) -> None:
     candidates = [
         {"name": HOSTILE_NAME, "party": "LAB", "votes": 200},
-        {"name": "Bea \u0007Bell", "party": "CON", "votes": 100},
+        {"name": "Bea\tBell", "party": "CON", "votes": 100},
     ]
     [entry] = await xadd(
         redis,
@@ -269,10 +269,10 @@ async def test_hostile_text_survives_each_format_exactly(
     shown = rest["candidates"][0]["name"]
     assert flat["cand1_name"] == by_csv["cand1_name"] == by_xml["cand1_name"] == shown
     assert "<b>" in by_xml["cand1_name"] and "\n" in by_csv["cand1_name"]
-    # XML 1.0 cannot carry a bell even escaped: the XML shows U+FFFD in its place.
+    # A tab, which an XML attribute would read back as a space unless escaped. (A name
+    # with a control character such as a bell is refused on the stream: tests/core.)
     second = rest["candidates"][1]["name"]
-    assert by_csv["cand2_name"] == flat["cand2_name"] == second
-    assert by_xml["cand2_name"] == second.replace("\u0007", "\ufffd")
+    assert by_csv["cand2_name"] == flat["cand2_name"] == by_xml["cand2_name"] == second
 
 
 @pytest.mark.parametrize(

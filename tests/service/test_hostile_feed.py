@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from tests.replies import entries
 from tests.service.conftest import RunningService, connect, xadd
 
 PETERBOROUGH = "E14001425"
@@ -46,7 +47,7 @@ async def test_a_declaration_with_a_huge_or_escaping_name_is_refused_and_subscri
         assert event["data"]["constituency"]["winner"]["name"] == "Andrew Pakes"
         delta = by_channel[f"constituency:{PETERBOROUGH}"]
         assert (delta["type"], delta["seq"]) == ("delta", good)
-        rejected = await redis.xrange(f"{stream}:rejected")
+        rejected = entries(await redis.xrange(f"{stream}:rejected"))
     reasons = {fields[b"id"].decode(): fields[b"reason"].decode() for _, fields in rejected}
     assert reasons == {
         huge: f"entry {huge}: candidate 1: 'name' is 3,000,000 characters long, over 300",

@@ -245,6 +245,12 @@ def _exit_poll(check: Checker, document: dict[str, Any]) -> ExitPoll:
         if not is_int(count) or count < 0:
             raise check.fail(f"seats: {named} must be a non-negative integer, not {count!r}")
         projection.append((party, count))
+    total = sum(count for _, count in projection)
+    if total > check.election.total_seats:
+        raise check.fail(
+            f"seats: the projections add up to {total:,}, more than the "
+            f"{check.election.total_seats:,} seats there are"
+        )
     return ExitPoll(
         seats=tuple(projection),
         published_at=check.timestamp(document, "published_at"),

@@ -132,7 +132,9 @@ def windows(draw: st.DrawFn, size: int) -> tuple[int, int]:
 
 @st.composite
 def embargoed_polls(draw: st.DrawFn, election: Election) -> Document:
-    seats = draw(st.dictionaries(st.sampled_from(sorted(election.parties)), st.integers(0, 6)))
+    # Each party at most its share of the seats: the projections never add up to more.
+    share = election.total_seats // len(election.parties)
+    seats = draw(st.dictionaries(st.sampled_from(sorted(election.parties)), st.integers(0, share)))
     return exit_poll(
         seats or {next(iter(election.parties)): 1},
         published_at=draw(st.sampled_from(TIMES)),

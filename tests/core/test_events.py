@@ -446,3 +446,12 @@ def test_a_state_of_parties_may_name_parties_by_alias_but_not_one_party_twice() 
     assert [party.code for party in decoded.parties] == ["LAB"]
     with pytest.raises(InvalidEvent, match=r"'LAB' and 'Lab' are the same party"):
         validate_event(event, election, ENTRY)
+
+
+def test_an_exit_poll_projecting_more_seats_than_there_are_is_rejected() -> None:
+    election = bundled_election()
+    with pytest.raises(InvalidEvent, match="add up to 1,000,000,000,000, more than the 650"):
+        validate_event({"type": "exit_poll", "seats": {"LAB": 10**12}}, election, "1-0")
+    with pytest.raises(InvalidEvent, match="add up to 651, more than the 650"):
+        validate_event({"type": "exit_poll", "seats": {"LAB": 400, "CON": 251}}, election, "1-0")
+    validate_event({"type": "exit_poll", "seats": {"LAB": 410, "CON": 131}}, election, "1-0")

@@ -170,7 +170,9 @@ def small_events(draw: st.DrawFn, election: Election) -> Document:
         return _with(document, revision=revision, reason=draw(st.none() | st.just("error")))
     if kind == "feed":
         return draw(states_of_parties(election))
-    seats = draw(st.dictionaries(party, st.integers(0, 6), min_size=1))
+    # Each party at most its share of the seats: the projections never add up to more.
+    share = election.total_seats // len(election.parties)
+    seats = draw(st.dictionaries(party, st.integers(0, share), min_size=1))
     return _with(
         {"type": "exit_poll", "seats": seats},
         published_at=draw(st.none() | st.sampled_from(TIMES)),
@@ -260,7 +262,7 @@ def real_nights(draw: st.DrawFn) -> list[Step]:
             steps.append(Repeat(draw(st.integers(0, 50))))
         else:
             seats = draw(
-                st.dictionaries(st.sampled_from(["LAB", "CON", "LD"]), st.integers(0, 650))
+                st.dictionaries(st.sampled_from(["LAB", "CON", "LD"]), st.integers(0, 216))
             )
             steps.append({"type": "exit_poll", "seats": seats or {"OTH": 650}})
     return steps

@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from service import collector, graphics, http
+from service import gc_policy, graphics, http
 from service.core.election import Election, load_election
 from service.logs import redact_tokens
 from service.publish import publish_route
@@ -36,9 +36,9 @@ def create_app(settings: Settings, election: Election | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        thresholds = collector.take_over()
+        thresholds = gc_policy.take_over()
         task = asyncio.create_task(runtime.feed.run(), name="seatcast-feed")
-        collections = asyncio.create_task(collector.run_full_collections(), name="seatcast-gc")
+        collections = asyncio.create_task(gc_policy.run_full_collections(), name="seatcast-gc")
         pushing = asyncio.create_task(
             runtime.webhooks.run(runtime.admission.caught_up), name="webhooks"
         )

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service import collector, graphics
+from service import gc_policy, graphics
 from service.access import Access
 from service.core.election import Election
 from service.core.seq import Seq
@@ -210,7 +210,7 @@ class Runtime:
         """Caught up: at start-up, and again after each reconnect."""
         self.metrics.ready.set(1)
         if not self.ready:
-            collector.freeze_startup()
+            gc_policy.freeze_startup()
             self.webhooks.everything_changed()
             self.admission.caught_up.set()
 
@@ -229,7 +229,8 @@ class Runtime:
 
 
 async def stop_feed(task: asyncio.Task[None], client: aioredis.Redis) -> None:
-    """Cancel the feed and wait for it, bounded (DESIGN: exit within 5 s of SIGTERM).
+    """Cancel the feed and wait for it, bounded: on SIGTERM the service must go promptly
+    (its clients were told 1012 and reconnect elsewhere).
 
     Not ``await task``: that would pass our own cancellation on to it and then wait however
     long it takes. redis-py can swallow a cancellation that lands mid-command and go on

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True, order=True)
 class Seq:
-    """A Redis stream entry ID, ``<ms>-<n>``; ``Seq.ZERO`` (``"0-0"``) before any entry."""
+    """A Redis stream entry ID, ``<ms>-<n>``; ``ZERO`` (``"0-0"``) before any entry."""
 
     ms: int
     n: int

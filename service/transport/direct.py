@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import State as Phase
 from websockets.server import ServerProtocol
 
 from service.access import AccessDenied
@@ -133,12 +133,12 @@ class DirectConnection(asyncio.Protocol):
             subscriber.closed(CLOSE_GOING_AWAY)
             self.admission.hub.disconnect(subscriber)
         # The library's parser is a generator holding its protocol: a cycle, which would
-        # wait for a full collection (see service.collector). Ending it frees both now.
+        # wait for a full collection (see service.gc_policy). Ending it frees both now.
         self.conn.parser.close()
 
     def shutdown(self) -> None:
         """uvicorn is stopping: tell the client to reconnect (elsewhere) with 1012."""
-        if self.conn.state is State.OPEN:
+        if self.conn.state is Phase.OPEN:
             self.close(CLOSE_RESTART, "server restarting")
         if self.transport is not None:
             self.transport.close()
@@ -176,7 +176,7 @@ class DirectConnection(asyncio.Protocol):
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; the client answers it and the socket closes, or we drop it.
         (The subscriber leaves the hub when the connection is lost.)"""
-        if self.conn.state is not State.OPEN or self.transport is None:
+        if self.conn.state is not Phase.OPEN or self.transport is None:
             return
         self.conn.send_close(code, reason)
         self._send_pending()
@@ -292,7 +292,7 @@ class DirectConnection(asyncio.Protocol):
         data = b"".join(chunks)
         if data and not transport.is_closing():
             transport.write(data)
-        if self.conn.state is not State.OPEN:
+        if self.conn.state is not Phase.OPEN:
             # A close frame is out: no message may follow it.
             self._writable = False
             if self.subscriber is not None:
@@ -306,13 +306,13 @@ class DirectConnection(asyncio.Protocol):
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
-        if self._ping_interval and self.conn.state is State.OPEN:
+        if self._ping_interval and self.conn.state is Phase.OPEN:
             loop = asyncio.get_running_loop()
             self._keepalive = loop.call_later(self._ping_interval, self._ping)
 
     def _ping(self) -> None:
         self._keepalive = None
-        if self.conn.state is not State.OPEN:
+        if self.conn.state is not Phase.OPEN:
             return
         self._ping_payload = os.urandom(4)
         self.conn.send_ping(self._ping_payload)

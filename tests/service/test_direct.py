@@ -12,7 +12,7 @@ import websockets
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
 
-from service import collector
+from service import gc_policy
 from service.settings import Settings
 from service.transport.direct import DirectConnection
 from tests.conftest import TIMEOUT
@@ -106,7 +106,7 @@ async def test_a_frame_that_breaks_the_protocol_closes_only_that_connection(
 async def test_a_closed_connection_is_freed_by_reference_counting(
     service: RunningService,
 ) -> None:
-    """Full collections are rare (service.collector): a connection must not wait for one."""
+    """Full collections are rare (service.gc_policy): a connection must not wait for one."""
 
     def alive() -> int:
         kinds = (DirectConnection, ServerProtocol)
@@ -135,6 +135,6 @@ async def test_while_serving_only_timed_collections_walk_the_oldest_generation(
 ) -> None:
     before = gc.get_threshold()
     async with run_service(make_settings()):
-        assert gc.get_threshold()[2] >= collector.NEVER
+        assert gc.get_threshold()[2] >= gc_policy.NEVER
         assert gc.get_freeze_count() > 0  # what the catch-up built
     assert gc.get_threshold() == before

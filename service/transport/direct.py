@@ -41,6 +41,7 @@ from service.protocol.messages import (
     Outgoing,
 )
 from service.transport.admission import CATCHING_UP, Admission, token_from
+from service.transport.writes import write_through
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -162,16 +163,7 @@ class DirectConnection(asyncio.Protocol):
         return True
 
     def _write(self, data: bytes) -> None:
-        if self._fd >= 0:
-            try:
-                sent = os.write(self._fd, data)
-            except OSError:
-                sent = 0  # full (the transport waits for it) or failing (it reports that)
-            if sent == len(data):
-                return
-            data = data[sent:]
-        assert self.transport is not None
-        self.transport.write(data)
+        write_through(self._fd, self.transport, data)
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; the client answers it and the socket closes, or we drop it.

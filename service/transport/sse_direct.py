@@ -16,7 +16,6 @@ websocket upgrade is handed to the websocket protocol. Everything else is Starle
 from __future__ import annotations
 
 import asyncio
-import os
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -38,6 +37,7 @@ from service.transport.sse import (
     Streams,
     events,
 )
+from service.transport.writes import write_through
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -229,16 +229,7 @@ class DirectStream(asyncio.Protocol):
         return chunk(data) if self._chunked else data
 
     def _write(self, data: bytes) -> None:
-        if self._fd >= 0:
-            try:
-                sent = os.write(self._fd, data)
-            except OSError:
-                sent = 0  # full (the transport waits for it) or failing (it reports that)
-            if sent == len(data):
-                return
-            data = data[sent:]
-        assert self.transport is not None
-        self.transport.write(data)
+        write_through(self._fd, self.transport, data)
 
 
 class SseHttpProtocol(H11Protocol):

@@ -25,9 +25,9 @@ from starlette.staticfiles import StaticFiles
 
 from service.access import Grant
 from service.caching import conditional, entity_tag
-from service.core.flat import CANDIDATE_SLOTS, Flat, flat_constituency, flat_latest, flat_national
+from service.core.flat import CANDIDATE_SLOTS, Flat
 from service.core.tally import DECLARATIONS, NATIONAL, constituency_channel
-from service.fanout.hub import Hub
+from service.fanout.flat_view import flat_document
 from service.http import channel_grant, error_response, withheld
 
 if TYPE_CHECKING:
@@ -113,21 +113,6 @@ def _answer(
     )
     render = RENDERERS[request.path_params["format"]]
     return conditional(request, tag, runtime.settings.cache_control, lambda: render(flatten(grant)))
-
-
-def flat_document(
-    hub: Hub, channel: str, *, embargoed: bool = False, slots: int = CANDIDATE_SLOTS
-) -> Flat:
-    """The flat keys of ``channel`` as it stands: ``national``, ``declarations`` (its latest
-    entry) or ``constituency:<id>``; ``embargoed``: may see an embargoed exit poll."""
-    tally = hub.tally
-    seq = str(tally.channel_seq(channel))
-    if channel == NATIONAL:
-        return flat_national(tally.election, hub.public_state(NATIONAL, embargoed), seq)
-    if channel == DECLARATIONS:
-        recent = tally.state(DECLARATIONS)["recent"]
-        return flat_latest(tally.election, recent[-1] if recent else None, seq, slots)
-    return flat_constituency(tally.election, tally.state(channel), seq, slots)
 
 
 async def national(request: Request) -> Response:

@@ -17,12 +17,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service import gc_policy, graphics
+from service import gc_policy
 from service.access import Access
 from service.core.election import Election
 from service.core.seq import Seq
 from service.core.tally import Applied, Change, Tally
 from service.fanout.embargo import Embargo
+from service.fanout.flat_view import flat_document
 from service.fanout.hub import Hub
 from service.fanout.subscriber import Subscriber
 from service.feed import Feed, Rejection, read_timeout
@@ -106,7 +107,7 @@ class Runtime:
         self.waiters = Waiters(settings.long_poll_waiters)
         self.webhooks = Webhooks(
             parse_targets(settings.webhooks, self.election),
-            lambda channel: graphics.flat_document(self.hub, channel),
+            lambda channel: flat_document(self.hub, channel),
             self.metrics,
             interval=settings.webhook_interval,
             timeout=settings.webhook_timeout,

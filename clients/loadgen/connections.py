@@ -602,23 +602,3 @@ async def open_resp(url: str, client: Client) -> RespLink:
     host, port = parts.hostname, parts.port or 6379
     _, link = await loop.create_connection(lambda: RespLink(client), host, port)
     return link
-
-
-async def open_link(
-    kind: str, url: str, client: Client, poll_interval: float = 1.0, poll_wait: bool = False
-) -> Link:
-    """Connect (the caller bounds the time) and return the link; the client gets the frames."""
-    # The HTTP links build on this module's Client and StreamLink: imported here, not above.
-    from clients.loadgen import http_links
-
-    if kind == "sse":
-        return await http_links.open_sse(url, client)
-    if kind == "poll":
-        return await http_links.open_poller(url, client, poll_interval, poll_wait)
-    if kind == "asyncio":
-        return await open_asyncio(url, client)
-    if kind == "raw":
-        return await open_raw(url, client)
-    if kind == "resp":
-        return await open_resp(url, client)
-    raise ValueError(f"unknown client {kind!r}: use one of {', '.join(LINKS)} (or resp, sse, poll)")

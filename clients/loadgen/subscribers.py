@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from clients.loadgen import histogram
-from clients.loadgen.connections import Client, Totals, open_link
+from clients.loadgen.connections import Client, Totals
 from clients.loadgen.limits import raise_open_files_limit
+from clients.loadgen.links import open_link
 from service.core.seq import Seq
 
 MIXES = ("national", "national+constituency", "declarations", "mixed")

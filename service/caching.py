@@ -5,16 +5,27 @@ and the seq of the channel's last change, ``"<epoch>:<seq>"``. An answer that wi
 embargoed data is tagged apart (``"<epoch>:<seq>:withheld"``): when the embargo lifts, the
 answer changes while the seq does not. A CDN in front then serves any number of pollers with
 about one origin request per URL per max-age.
+
+nginx counts an answer's life in whole seconds and keeps it fresh through the whole second
+its expiry falls in, so ``max-age=1`` lives one to two seconds there, and a poller asking
+every second then sees a change up to three seconds late. A public answer therefore also
+names the last second it may be served fresh, in nginx's ``X-Accel-Expires: @<unix time>``
+(which nginx never passes on to the client): one second's life at most per second of
+max-age. Other caches ignore the header. It assumes the proxy's clock and ours agree (NTP).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from service.core.seq import Seq
+
+MAX_AGE = re.compile(r"(?:^|,)\s*(s-maxage|max-age)\s*=\s*(\d+)", re.IGNORECASE)
 
 
 def entity_tag(epoch: Seq, seq: Seq, *, withheld: bool = False) -> str:
@@ -42,14 +53,28 @@ def matches(if_none_match: str | None, tag: str) -> bool:
     return False
 
 
+def shared_lifetime(cache_control: str) -> int:
+    """Seconds a shared cache may serve an answer fresh (``s-maxage``, else ``max-age``);
+    0 when it may not keep it at all (or the header does not say)."""
+    directives = {d.strip().lower() for d in cache_control.split(",")}
+    if directives & {"private", "no-store", "no-cache"}:
+        return 0
+    ages = {name.lower(): int(value) for name, value in MAX_AGE.findall(cache_control)}
+    return ages.get("s-maxage", ages.get("max-age", 0))
+
+
 def cache_headers(request: Request, tag: str, cache_control: str) -> dict[str, str]:
-    """``ETag`` and ``Cache-Control`` for an answer to ``request``.
+    """``ETag``, ``Cache-Control`` and ``X-Accel-Expires`` for an answer to ``request``.
 
     An answer to a request with an ``Authorization`` header may hold what only that
     credential may see: a shared cache must not keep it, so it is ``private``.
     """
     headers = {"ETag": tag, "Cache-Control": cache_control}
-    if "authorization" in request.headers:
+    if "authorization" not in request.headers:
+        lifetime = shared_lifetime(cache_control)
+        if lifetime:
+            headers["X-Accel-Expires"] = f"@{int(time.time()) + lifetime - 1}"
+    else:
         directives = [d.strip() for d in cache_control.split(",")]
         kept = [d for d in directives if d.lower() not in ("public", "private", "")]
         headers["Cache-Control"] = ", ".join(["private", *kept])

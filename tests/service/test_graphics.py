@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -438,6 +439,31 @@ async def test_cache_control_is_configurable_and_private_for_a_bearer_credential
             )
         assert bearer.headers["cache-control"] == "private, max-age=3"
         assert bearer.headers["vary"] == "Authorization"
+        assert "x-accel-expires" not in bearer.headers  # a shared cache must not keep it
+
+
+async def test_a_public_answer_names_the_last_second_nginx_may_keep_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    for cache_control, lifetime in (
+        ("public, max-age=1, stale-while-revalidate=5", 1),
+        ("public, max-age=3", 3),
+        ("public, max-age=10, s-maxage=2", 2),
+        ("no-store", None),
+        ("public, max-age=0", None),
+    ):
+        async with run_service(make_settings(cache_control=cache_control)) as service:
+            before = int(time.time())
+            answer = await service.get("/api/national")
+            after = int(time.time())
+        expires = answer.headers.get("x-accel-expires")
+        if lifetime is None:
+            assert expires is None, cache_control
+        else:
+            # nginx keeps an answer fresh through the second its expiry names: the one
+            # before the max-age's last, so it lives max-age seconds at most, not one more.
+            assert expires is not None and expires.startswith("@"), cache_control
+            assert before + lifetime - 1 <= int(expires[1:]) <= after + lifetime - 1
 
 
 async def test_errors_are_not_tagged(service: RunningService) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -27,6 +30,25 @@ async def test_nginx_serves_the_api_from_its_cache_with_the_origins_headers(
     assert again.json() == origin.json()
     assert again.headers["etag"] == origin.headers["etag"]
     assert again.headers["cache-control"] == origin.headers["cache-control"]
+    assert "x-accel-expires" in origin.headers and "x-accel-expires" not in again.headers
+
+
+async def test_nginx_keeps_an_answer_no_longer_than_its_max_age(
+    service: RunningService, nginx: Nginx
+) -> None:
+    """max-age=1: fresh in nginx until the next whole second at most, not one to two."""
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        for _ in range(3):
+            # Just after a second begins: without X-Accel-Expires this answer would be
+            # served from the cache until the second after next.
+            await asyncio.sleep(1.05 - time.time() % 1)
+            stored = await client.get(nginx.url + "/api/national?probe")
+            await asyncio.sleep(1.05 - time.time() % 1)
+            later = await client.get(nginx.url + "/api/national?probe")
+            # Stored this second (a miss, or a stale answer whose update is stored meanwhile);
+            # asked again in the next second, it has expired.
+            assert stored.status_code == later.status_code == 200
+            assert later.headers["x-cache-status"] != "HIT"
 
 
 async def test_sse_through_nginx_gets_every_change_and_resumes_after_a_drop(

@@ -40,7 +40,13 @@ from service.core.events import (
     kind_of,
 )
 from service.core.identity import candidate_key
-from service.core.text import REFUSED_IN_BODY, REFUSED_IN_NAME, REFUSED_IN_ONE_LINE, refusal
+from service.core.text import (
+    read_line,
+    read_name,
+    read_optional_line,
+    read_optional_plain_text,
+    read_plain_text,
+)
 
 
 def decode_event(raw: bytes | str, election: Election, entry: str = "?") -> Event:
@@ -131,7 +137,7 @@ def _declaration(check: Checker, document: dict[str, Any]) -> Declaration:
     else:
         if not isinstance(named, dict):
             raise check.fail("'winner' must be an object {name, party}")
-        name, party = _name(check, named, "winner: "), check.party(named, "winner: ")
+        name, party = read_name(check, named, "winner: "), check.party(named, "winner: ")
         match = listed.get(candidate_key(name, party))
         if match is None or match.votes != ranked[0].votes:
             raise check.fail(f"winner {name} ({party}) is not among the top-polling candidates")
@@ -183,7 +189,7 @@ def _candidate(check: Checker, number: int, entry: object) -> tuple[str, str, in
     if not isinstance(entry, dict):
         raise check.fail(f"candidate {number} must be an object with name, party and votes")
     where = f"candidate {number}: "
-    name = _name(check, entry, where)
+    name = read_name(check, entry, where)
     party = check.party(entry, where)
     votes = entry.get("votes")
     if not is_int(votes):
@@ -202,7 +208,7 @@ def _flash(check: Checker, document: dict[str, Any]) -> Flash:
         raise check.fail("'winner' must be an object {name, party}")
     return Flash(
         constituency=seat,
-        winner_name=_name(check, winner, "winner: "),
+        winner_name=read_name(check, winner, "winner: "),
         winner_party=check.party(winner, "winner: "),
         revision=check.optional_int(document, "revision"),
     )
@@ -216,7 +222,7 @@ def _status(check: Checker, document: dict[str, Any]) -> StatusChange:
     return StatusChange(
         constituency=seat,
         status=status,
-        note=_optional_line(check, document, "note"),
+        note=read_optional_line(check, document, "note"),
         revision=check.optional_int(document, "revision"),
     )
 
@@ -224,7 +230,7 @@ def _status(check: Checker, document: dict[str, Any]) -> StatusChange:
 def _retraction(check: Checker, document: dict[str, Any]) -> Retraction:
     return Retraction(
         constituency=check.constituency(document),
-        reason=_optional_line(check, document, "reason"),
+        reason=read_optional_line(check, document, "reason"),
         revision=check.optional_int(document, "revision"),
     )
 
@@ -259,7 +265,7 @@ def _exit_poll(check: Checker, document: dict[str, Any]) -> ExitPoll:
 
 
 def _state_of_parties(check: Checker, document: dict[str, Any]) -> StateOfParties:
-    source = _line(check, document, "source")
+    source = read_line(check, document, "source")
     listed = document.get("constituencies")
     if not isinstance(listed, list):
         raise check.fail("'constituencies' must be a list of the constituency ids it covers")
@@ -312,7 +318,7 @@ def _state_of_parties(check: Checker, document: dict[str, Any]) -> StateOfPartie
 
 
 def _post(check: Checker, document: dict[str, Any]) -> Post:
-    post_id = _plain_text(check, document, "id", POST_ID_MAX)
+    post_id = read_plain_text(check, document, "id", POST_ID_MAX)
     withdrawn = document.get("withdrawn", False)
     if not isinstance(withdrawn, bool):
         raise check.fail(f"'withdrawn' must be true or false, not {withdrawn!r}")
@@ -331,63 +337,13 @@ def _post(check: Checker, document: dict[str, Any]) -> Post:
         raise check.fail(f"constituencies: unknown constituency {unknown[0]!r}")
     return Post(
         id=post_id,
-        title=_plain_text(check, document, "title", POST_TITLE_MAX),
-        body=_plain_text(check, document, "body", POST_BODY_MAX, lines=True),
-        author=_optional_plain_text(check, document, "author", POST_NAME_MAX),
-        role=_optional_plain_text(check, document, "role", POST_NAME_MAX),
+        title=read_plain_text(check, document, "title", POST_TITLE_MAX),
+        body=read_plain_text(check, document, "body", POST_BODY_MAX, lines=True),
+        author=read_optional_plain_text(check, document, "author", POST_NAME_MAX),
+        role=read_optional_plain_text(check, document, "role", POST_NAME_MAX),
         published_at=check.timestamp(document, "published_at"),
         constituencies=tuple(dict.fromkeys(known[seat].id for seat in seats)),
     )
-
-
-def _plain_text(
-    check: Checker, document: dict[str, Any], field: str, longest: int, *, lines: bool = False
-) -> str:
-    """A post's text field: a non-empty string of at most ``longest`` characters, without
-    the characters a post may not hold (see _REFUSED_IN_BODY); ``lines`` for the body."""
-    value = check.text(document, field)
-    if lines:
-        value = value.replace("\r\n", "\n").replace("\r", "\n")
-    if len(value) > longest:
-        raise check.fail(f"'{field}' is {len(value):,} characters long, over {longest:,}")
-    why = refusal(value, REFUSED_IN_BODY if lines else REFUSED_IN_ONE_LINE)
-    if why is not None:
-        raise check.fail(f"'{field}' has {why}: posts are plain text")
-    return value
-
-
-def _name(check: Checker, document: dict[str, Any], where: str) -> str:
-    """A candidate's or winner's ``name``: bounded, and any spacing but no other control."""
-    name = check.text(document, "name", where)
-    if len(name) > TEXT_MAX:
-        raise check.fail(f"{where}'name' is {len(name):,} characters long, over {TEXT_MAX:,}")
-    why = refusal(name, REFUSED_IN_NAME)
-    if why is not None:
-        raise check.fail(f"{where}'name' has {why}")
-    return name
-
-
-def _line(check: Checker, document: dict[str, Any], field: str, value: str = "") -> str:
-    """A note, reason or source (``value``, else the required ``field``), shown on one line
-    (a reason in a ticker's headline)."""
-    value = value or check.text(document, field)
-    if len(value) > TEXT_MAX:
-        raise check.fail(f"'{field}' is {len(value):,} characters long, over {TEXT_MAX:,}")
-    why = refusal(value, REFUSED_IN_ONE_LINE)
-    if why is not None:
-        raise check.fail(f"'{field}' has {why}")
-    return value
-
-
-def _optional_line(check: Checker, document: dict[str, Any], field: str) -> str | None:
-    value = check.optional_text(document, field)
-    return value and _line(check, document, field, value)
-
-
-def _optional_plain_text(
-    check: Checker, document: dict[str, Any], field: str, longest: int
-) -> str | None:
-    return None if document.get(field) is None else _plain_text(check, document, field, longest)
 
 
 _DECODERS: dict[str, Callable[[Checker, dict[str, Any]], Event]] = {

@@ -1,4 +1,5 @@
-"""What text from a feed may hold: the characters refused in posts, names and one-line text.
+"""What text from a feed may hold: the characters refused in posts, names and one-line text,
+and the readers of an event's text fields that refuse them (with the length bounds).
 
 Shown as text, these would break lines in a ticker, move a terminal's cursor or reorder the
 text around them: control characters (C0, DEL, C1), the Unicode line and paragraph
@@ -8,6 +9,9 @@ separators, and the bidirectional embedding, override and isolate controls.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from service.core.events import TEXT_MAX, Checker
 
 _CONTROL = r"\x00-\x08\x0b-\x1f\x7f-\x9f"
 _SEPARATORS_AND_BIDI = r"\u2028\u2029\u202a-\u202e\u2066-\u2069"
@@ -39,3 +43,50 @@ def refusal(value: str, refused: re.Pattern[str]) -> str | None:
     else:
         kind = "a control character"
     return f"{kind} (U+{ord(character):04X}) at character {found.start() + 1}"
+
+
+def _bounded(
+    check: Checker, value: str, label: str, longest: int, refused: re.Pattern[str], why: str = ""
+) -> str:
+    if len(value) > longest:
+        raise check.fail(f"{label} is {len(value):,} characters long, over {longest:,}")
+    found = refusal(value, refused)
+    if found is not None:
+        raise check.fail(f"{label} has {found}{why}")
+    return value
+
+
+def read_plain_text(
+    check: Checker, document: dict[str, Any], field: str, longest: int, *, lines: bool = False
+) -> str:
+    """A post's text field: a non-empty string of at most ``longest`` characters, without
+    the characters a post may not hold (REFUSED_IN_BODY); ``lines`` for the body."""
+    value = check.text(document, field)
+    if lines:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    refused = REFUSED_IN_BODY if lines else REFUSED_IN_ONE_LINE
+    return _bounded(check, value, f"'{field}'", longest, refused, ": posts are plain text")
+
+
+def read_optional_plain_text(
+    check: Checker, document: dict[str, Any], field: str, longest: int
+) -> str | None:
+    return None if document.get(field) is None else read_plain_text(check, document, field, longest)
+
+
+def read_name(check: Checker, document: dict[str, Any], where: str) -> str:
+    """A candidate's or winner's ``name``: bounded, and any spacing but no other control."""
+    value = check.text(document, "name", where)
+    return _bounded(check, value, f"{where}'name'", TEXT_MAX, REFUSED_IN_NAME)
+
+
+def read_line(check: Checker, document: dict[str, Any], field: str, value: str = "") -> str:
+    """A note, reason or source (``value``, else the required ``field``), shown on one line
+    (a reason in a ticker's headline)."""
+    value = value or check.text(document, field)
+    return _bounded(check, value, f"'{field}'", TEXT_MAX, REFUSED_IN_ONE_LINE)
+
+
+def read_optional_line(check: Checker, document: dict[str, Any], field: str) -> str | None:
+    value = check.optional_text(document, field)
+    return value and read_line(check, document, field, value)

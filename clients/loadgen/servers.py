@@ -30,7 +30,7 @@ from typing import IO
 import redis
 
 from clients.loadgen.limits import raise_open_files_limit
-from service.embedded import EmbeddedRedisError, die_with_parent, redis_server_binary
+from service.protocol.redis_server import EmbeddedRedisError, die_with_parent, redis_server_binary
 
 SERVERS = ("seatcast", "naive", "broadcast", "redis")
 LABELS = {

@@ -1,5 +1,7 @@
 """Channels and subscribers: the tally's changes in, each encoded once, queued or written to
-every subscriber of its channel; snapshots and resume for requests.
+every subscriber of its channel; snapshots and resume for requests. (Near 400 lines: the
+channel table and every entry point that reads or changes it are here, in one class; the
+policies it applies are beside it: subscriber, delivery, history, embargo.)
 
 Nothing here awaits, and calls go one way: the hub writes to sinks (``send_now``) and closes
 them; ``flush`` and the other entry points return the subscribers with messages queued, for

@@ -41,7 +41,7 @@ from service.protocol.messages import (
     Outgoing,
 )
 from service.transport.admission import CATCHING_UP, Admission, token_from
-from service.transport.writes import write_through
+from service.transport.writes import DirectSink
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -52,7 +52,7 @@ CLOSE_TIMEOUT = 10.0
 """Seconds to wait for the client's answer to our close frame before dropping the socket."""
 
 
-class DirectConnection(asyncio.Protocol):
+class DirectConnection(DirectSink):
     """One /ws connection: the hub's sink for one subscriber."""
 
     app: ClassVar[Starlette]
@@ -61,29 +61,22 @@ class DirectConnection(asyncio.Protocol):
     __slots__ = (
         "_close_timer",
         "_expiry",
-        "_fd",
         "_fragments",
         "_keepalive",
         "_message_opcode",
         "_ping_interval",
         "_ping_payload",
         "_ping_timeout",
-        "_writable",
         "admission",
         "conn",
-        "connections",
         "subscriber",
-        "transport",
     )
 
     def __init__(self, config: Any, server_state: Any, app_state: Any, **_: Any) -> None:
-        self.connections: set[Any] = server_state.connections
+        super().__init__(server_state.connections)
         self.conn = ServerProtocol(max_size=config.ws_max_size, logger=log)
         self.admission: Admission = self.app.state.admission
-        self.transport: asyncio.Transport | None = None
         self.subscriber: Subscriber | None = None
-        self._fd = -1
-        self._writable = False
         self._fragments: list[bytes] = []
         self._message_opcode = Opcode.TEXT
         self._ping_interval: float | None = config.ws_ping_interval
@@ -96,14 +89,8 @@ class DirectConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.connections.add(self)
         # Paused whenever the transport holds anything: see the module docstring.
-        transport.set_write_buffer_limits(high=0)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and transport.get_extra_info("sslcontext") is None:
-            self._fd = sock.fileno()
+        self._attach(transport)
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -115,16 +102,8 @@ class DirectConnection(asyncio.Protocol):
                 self._frame(event)
         self._send_pending()
 
-    def pause_writing(self) -> None:
-        self._writable = False
-
-    def resume_writing(self) -> None:
-        self._writable = True
-        self.wake()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.connections.discard(self)
-        self._writable = False
+        self._detach()
         for timer in (self._keepalive, self._expiry, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -161,9 +140,6 @@ class DirectConnection(asyncio.Protocol):
             return False
         self._write(message.wire)
         return True
-
-    def _write(self, data: bytes) -> None:
-        write_through(self._fd, self.transport, data)
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; the client answers it and the socket closes, or we drop it.

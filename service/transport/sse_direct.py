@@ -37,7 +37,7 @@ from service.transport.sse import (
     Streams,
     events,
 )
-from service.transport.writes import write_through
+from service.transport.writes import DirectSink
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -50,30 +50,23 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-class DirectStream(asyncio.Protocol):
+class DirectStream(DirectSink):
     """One /sse response: the hub's sink for one subscriber."""
 
     __slots__ = (
         "_chunked",
         "_close_timer",
         "_expiry",
-        "_fd",
         "_head",
         "_retry",
-        "_writable",
-        "connections",
         "streams",
         "subscriber",
-        "transport",
     )
 
     def __init__(self, streams: Streams, connections: set[Any]) -> None:
+        super().__init__(connections)
         self.streams = streams
-        self.connections = connections
-        self.transport: asyncio.Transport | None = None
         self.subscriber: Subscriber | None = None
-        self._fd = -1
-        self._writable = False
         self._head = b""
         """The response's head, written with the first events."""
         self._retry = b""
@@ -86,28 +79,13 @@ class DirectStream(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.connections.add(self)
-        transport.set_write_buffer_limits(high=0)  # paused whenever it holds anything
-        self._writable = transport.get_write_buffer_size() == 0
-        sock = transport.get_extra_info("socket")
-        if sock is not None and transport.get_extra_info("sslcontext") is None:
-            self._fd = sock.fileno()
+        self._writable = self._attach(transport).get_write_buffer_size() == 0
 
     def data_received(self, data: bytes) -> None:
         pass  # a GET has said all it will: anything more is not for us
 
-    def pause_writing(self) -> None:
-        self._writable = False
-
-    def resume_writing(self) -> None:
-        self._writable = True
-        self.wake()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.connections.discard(self)
-        self._writable = False
+        self._detach()
         for timer in (self._expiry, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -227,9 +205,6 @@ class DirectStream(asyncio.Protocol):
 
     def _frame(self, data: bytes) -> bytes:
         return chunk(data) if self._chunked else data
-
-    def _write(self, data: bytes) -> None:
-        write_through(self._fd, self.transport, data)
 
 
 class SseHttpProtocol(H11Protocol):

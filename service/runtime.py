@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -21,6 +20,7 @@ from service import gc_policy
 from service.access import Access
 from service.core.election import Election
 from service.core.seq import Seq
+from service.core.shapes import FeedCheckState
 from service.core.tally import Applied, Change, Tally
 from service.fanout.embargo import Embargo
 from service.fanout.flat_view import flat_document
@@ -159,7 +159,7 @@ class Runtime:
             if len(self._published) >= FLUSH_EVERY:
                 self.batch_done()
 
-    def _feed_checked(self, seq: Seq, check: dict[str, Any]) -> None:
+    def _feed_checked(self, seq: Seq, check: FeedCheckState) -> None:
         results = check["results"]
         over = f"{check['source']}'s totals over {results} result{'' if results == 1 else 's'}"
         self.metrics.feed_check_agrees.set(1 if check["agrees"] else 0)

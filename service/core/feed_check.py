@@ -9,13 +9,17 @@ one of those seats is not held against them (the feed's next file will count it 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from service.core.election import Election
 from service.core.events import FIGURES, StateOfParties
-from service.core.records import SeatRecord, State
+from service.core.records import SeatRecord
+from service.core.shapes import FeedCheckState, Patch
 
 
-def feed_check(election: Election, seats: Mapping[str, SeatRecord], event: StateOfParties) -> State:
+def feed_check(
+    election: Election, seats: Mapping[str, SeatRecord], event: StateOfParties
+) -> FeedCheckState:
     """The check for ``event``: ``{source, results, agrees, differences}``.
 
     Ours are counted as the national totals count them: a seat with a winner (a flash's
@@ -38,10 +42,10 @@ def feed_check(election: Election, seats: Mapping[str, SeatRecord], event: State
             gained[winner] += 1
             lost[previous] += 1
     theirs = {party.code: party for party in event.parties}
-    differences: State = {}
+    differences: dict[str, dict[str, list[int]]] = {}
     for code in election.parties:
         listed = theirs.get(code)
-        disagreeing: State = {}
+        disagreeing: dict[str, list[int]] = {}
         for figure in FIGURES:
             feeds = 0 if listed is None else getattr(listed, figure)
             own = ours[figure][code]
@@ -57,10 +61,10 @@ def feed_check(election: Election, seats: Mapping[str, SeatRecord], event: State
     }
 
 
-def check_patch(old: State, new: State) -> State:
+def check_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> Patch:
     """The merge patch from one check to the next, in a fixed order (removals first, in the
     old check's order), so that every instance sends the same bytes."""
-    patch: State = {key: None for key in old if key not in new}
+    patch: Patch = {key: None for key in old if key not in new}
     for key, value in new.items():
         was = old.get(key)
         if value == was:

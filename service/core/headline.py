@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from service.core.election import Election
-from service.core.records import State
+from service.core.shapes import ConstituencyState
 
 
-def headline(election: Election, kind: str, seat: State, reason: str | None = None) -> str:
+def headline(
+    election: Election, kind: str, seat: ConstituencyState, reason: str | None = None
+) -> str:
     """``"Labour gain Peterborough from Conservative, majority 118"`` and its variants.
 
     ``seat`` is the constituency's new state; for a retraction, its state before.

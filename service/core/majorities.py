@@ -9,11 +9,9 @@ seats minus all other seats in the house. Nothing here knows a country.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from service.core.election import Election
-
-State = dict[str, Any]
+from service.core.shapes import NationalState, Patch
 
 
 def working_majority(election: Election, seats: Mapping[str, int]) -> int | None:
@@ -31,7 +29,7 @@ def overall_majority(election: Election, seats: int) -> int:
     return seats - (election.total_seats - seats)
 
 
-def add_majorities(election: Election, seats: Mapping[str, int], state: State) -> None:
+def add_majorities(election: Election, seats: Mapping[str, int], state: NationalState) -> None:
     """Put the working and overall majorities into a national state being built afresh.
 
     ``state`` must already hold its ``parties`` entries and its ``majority_party`` (if any).
@@ -50,8 +48,8 @@ def add_majorities(election: Election, seats: Mapping[str, int], state: State) -
 def update_majorities(
     election: Election,
     seats: Mapping[str, int],
-    state: State,
-    patch: State,
+    state: NationalState,
+    patch: Patch,
     was_majority_party: str | None,
 ) -> None:
     """Bring the majorities of a national ``state`` up to date in place, adding to ``patch``.
@@ -61,7 +59,7 @@ def update_majorities(
     its figures unless the working majority itself moved.
     """
     parties = state["parties"]
-    party_patches: State = patch.get("parties", {})
+    party_patches: Patch = patch.get("parties", {})
     working = working_majority(election, seats)
     if working is not None:
         moved = state["working_majority"] != working

@@ -11,8 +11,8 @@ from __future__ import annotations
 from itertools import islice
 
 from service.core.events import InvalidEvent, Post
-from service.core.records import State
 from service.core.seq import Seq
+from service.core.shapes import PostEntry, PostState
 from service.core.states import iso_from_ms
 
 POSTS = "posts"
@@ -24,9 +24,9 @@ class PostLog:
     """Every current post; ``apply`` each post event of the stream in order."""
 
     def __init__(self) -> None:
-        self._posts: dict[str, State] = {}
+        self._posts: dict[str, PostState] = {}
 
-    def apply(self, seq: Seq, post: Post) -> State | None:
+    def apply(self, seq: Seq, post: Post) -> PostEntry | None:
         """The ``posts`` event for stream entry ``seq``'s post, or None when it changes
         nothing (a repeat of the current version).
 
@@ -49,19 +49,19 @@ class PostLog:
         self._posts[post.id] = state
         return {"seq": str(seq), "kind": "replacement" if current else "post", "post": state}
 
-    def recent(self) -> list[State]:
+    def recent(self) -> list[PostState]:
         """The newest ``RECENT_POSTS`` posts, newest last."""
         newest = list(islice(reversed(self._posts.values()), RECENT_POSTS))
         return newest[::-1]
 
-    def about(self, seat_id: str) -> list[State]:
+    def about(self, seat_id: str) -> list[PostState]:
         """Every current post about the constituency, oldest first."""
         return [p for p in self._posts.values() if seat_id in p.get("constituencies", ())]
 
 
-def post_state(post: Post, published_at: str, seq: Seq) -> State:
+def post_state(post: Post, published_at: str, seq: Seq) -> PostState:
     """The post as clients see it; ``seq`` is the entry of this version."""
-    state: State = {
+    state: PostState = {
         "id": post.id,
         "seq": str(seq),
         "title": post.title,
@@ -77,6 +77,6 @@ def post_state(post: Post, published_at: str, seq: Seq) -> State:
     return state
 
 
-def _same(one: State, other: State) -> bool:
+def _same(one: PostState, other: PostState) -> bool:
     """Equal in everything but the entry that made them."""
     return {**one, "seq": None} == {**other, "seq": None}

@@ -1,20 +1,16 @@
-"""What the tally records of each seat, and the type every channel state has.
+"""What the tally records of each seat, and what a change of record moves.
 
-State never holds None: a field with no value is left out, because in a merge patch null
-means "remove".
+A record holds None where a seat has no value; the states built from it leave such a field
+out instead (service.core.shapes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import Any
 
 from service.core.events import Candidate, Declaration
 from service.core.identity import same_candidates, same_instant, same_name
-
-State = dict[str, Any]
-"""A channel's state, or a merge patch of one: a JSON object (DESIGN.md "State")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,20 @@ means "remove". Shares and turnout are percentages to two decimals, rounded halv
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Final, NotRequired, TypedDict
 
 from service.core.election import Area, Constituency, Election
 from service.core.majorities import add_majorities, update_majorities, working_majority
-from service.core.records import SeatRecord, State
+from service.core.records import SeatRecord
+from service.core.shapes import (
+    AreaState,
+    ConstituencyState,
+    ExitPollState,
+    NationalFigures,
+    NationalParty,
+    NationalState,
+    Patch,
+)
 from service.core.totals import Totals, percent
 
 
@@ -20,43 +30,51 @@ def iso_from_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
-def national_state(election: Election, totals: Totals, exit_poll: State | None) -> State:
+def national_state(
+    election: Election, totals: Totals, exit_poll: ExitPollState | None
+) -> NationalState:
     """The national state built from scratch."""
-    parties: State = {}
+    parties: dict[str, NationalParty] = {}
     for code in election.parties:
         entry = totals.party_entry(code)
-        entry["name"] = election.parties[code].name
-        entry["seats_to_majority"] = max(0, election.majority - entry["seats"])
-        parties[code] = entry
-    state = national_figures(election, totals)
+        parties[code] = {
+            "seats": entry["seats"],
+            "gains": entry["gains"],
+            "losses": entry["losses"],
+            "net": entry["net"],
+            "votes": entry["votes"],
+            "share": entry["share"],
+            "name": election.parties[code].name,
+            "seats_to_majority": max(0, election.majority - entry["seats"]),
+        }
+    figures = national_figures(election, totals)
     if exit_poll is not None:
-        state["exit_poll"] = exit_poll
-    state["parties"] = parties
+        figures["exit_poll"] = exit_poll
+    state: NationalState = {**figures, "parties": parties}
     add_majorities(election, totals.seats, state)
     return state
 
 
-def update_national(election: Election, totals: Totals, state: State) -> State:
+def update_national(election: Election, totals: Totals, state: NationalState) -> Patch:
     """Bring the national ``state`` up to what ``totals`` now give (exit poll aside), in place.
 
     Returns the merge patch from the old state to the new. The same figures as
     ``national_figures``, compared one by one rather than built and diffed.
     """
-    patch: State = {}
+    patch: Patch = {}
     was_majority_party = state.get("majority_party")
     declared = totals.declared
     if state["declared"] != declared:
         patch["declared"] = state["declared"] = declared
         patch["seats_to_declare"] = state["seats_to_declare"] = election.total_seats - declared
-    fresh = _leading(election, totals) if declared else {}
+    fresh = _leading(election, totals) if declared else None
     for key in _OPTIONAL_NATIONAL:
-        value = fresh.get(key)
-        if value is None:
+        if fresh is None or key not in fresh:
             if key in state:
                 del state[key]
                 patch[key] = None
-        elif state.get(key) != value:
-            patch[key] = state[key] = value
+        elif state.get(key) != fresh[key]:
+            patch[key] = state[key] = fresh[key]
     parties = totals.update_parties(state["parties"], election.majority)
     if parties:
         patch["parties"] = parties
@@ -64,42 +82,60 @@ def update_national(election: Election, totals: Totals, state: State) -> State:
     return patch
 
 
-_OPTIONAL_NATIONAL = ("leader", "seats_to_majority", "majority_party")
+_OPTIONAL_NATIONAL: Final = ("leader", "seats_to_majority", "majority_party")
+"""The national figures that ``_leading`` gives, left out before the first seat."""
 
 
-def national_figures(election: Election, totals: Totals) -> State:
+def national_figures(election: Election, totals: Totals) -> NationalFigures:
     """The national state's top-level figures: everything but the parties and exit poll."""
-    state: State = {
-        "election": election.id,
-        "total_seats": election.total_seats,
-        "majority": election.majority,
-    }
+    declared = totals.declared
     working = working_majority(election, totals.seats)
-    if working is not None:
-        state["working_majority"] = working
-    state |= {
-        "declared": totals.declared,
-        "seats_to_declare": election.total_seats - totals.declared,
-    }
-    if totals.declared:
-        state.update(_leading(election, totals))
+    # Two literals, so that working_majority keeps its place before declared on the wire.
+    if working is None:
+        state: NationalFigures = {
+            "election": election.id,
+            "total_seats": election.total_seats,
+            "majority": election.majority,
+            "declared": declared,
+            "seats_to_declare": election.total_seats - declared,
+        }
+    else:
+        state = {
+            "election": election.id,
+            "total_seats": election.total_seats,
+            "majority": election.majority,
+            "working_majority": working,
+            "declared": declared,
+            "seats_to_declare": election.total_seats - declared,
+        }
+    if declared:
+        leading = _leading(election, totals)
+        for key in _OPTIONAL_NATIONAL:
+            if key in leading:
+                state[key] = leading[key]
     return state
 
 
-def _leading(election: Election, totals: Totals) -> State:
+class _Leading(TypedDict):
+    leader: str
+    seats_to_majority: int
+    majority_party: NotRequired[str]
+
+
+def _leading(election: Election, totals: Totals) -> _Leading:
     """``leader``, its ``seats_to_majority`` and ``majority_party`` (when it has one)."""
     seats, votes = totals.seats, totals.votes
     most = max(seats.values())
     leaders = [code for code, count in seats.items() if count == most]  # in party order
     # Most seats; a tie goes to most votes, then to the first code.
     leader = min(leaders, key=lambda code: (-votes[code], code)) if len(leaders) > 1 else leaders[0]
-    figures: State = {"leader": leader, "seats_to_majority": max(0, election.majority - most)}
+    figures: _Leading = {"leader": leader, "seats_to_majority": max(0, election.majority - most)}
     if most >= election.majority:
         figures["majority_party"] = leader
     return figures
 
 
-def area_state(area: Area, totals: Totals) -> State:
+def area_state(area: Area, totals: Totals) -> AreaState:
     """A region's or nation's state built from scratch."""
     return {
         "name": area.name,
@@ -112,12 +148,12 @@ def area_state(area: Area, totals: Totals) -> State:
     }
 
 
-def update_area(area: Area, totals: Totals, state: State) -> State:
+def update_area(area: Area, totals: Totals, state: AreaState) -> Patch:
     """Bring a region's or nation's ``state`` up to what ``totals`` now give, in place.
 
     Returns the merge patch from the old state to the new.
     """
-    patch: State = {}
+    patch: Patch = {}
     if state["declared"] != totals.declared:
         patch["declared"] = state["declared"] = totals.declared
         patch["seats_to_declare"] = state["seats_to_declare"] = (
@@ -129,9 +165,9 @@ def update_area(area: Area, totals: Totals, state: State) -> State:
     return patch
 
 
-def constituency_state(seat: Constituency, record: SeatRecord) -> State:
+def constituency_state(seat: Constituency, record: SeatRecord) -> ConstituencyState:
     electorate = seat.electorate if record.electorate is None else record.electorate
-    state: State = {
+    state: ConstituencyState = {
         "id": seat.id,
         "name": seat.name,
         "region": seat.region,
@@ -140,10 +176,11 @@ def constituency_state(seat: Constituency, record: SeatRecord) -> State:
         "previous": seat.previous,
         "status": record.status,
     }
-    if record.winner_party is None:
+    winner_name, winner_party = record.winner_name, record.winner_party
+    if winner_party is None or winner_name is None:  # a record has both or neither
         return state
-    state["winner"] = {"name": record.winner_name, "party": record.winner_party}
-    if record.winner_party == seat.previous:
+    state["winner"] = {"name": winner_name, "party": winner_party}
+    if winner_party == seat.previous:
         state["result"] = "hold"
     else:
         state["result"] = "gain"

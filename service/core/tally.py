@@ -41,8 +41,22 @@ from service.core.events import (
 from service.core.feed_check import check_patch, feed_check
 from service.core.headline import headline
 from service.core.posts import POSTS, PostLog
-from service.core.records import SeatRecord, State, vote_moves
+from service.core.records import SeatRecord, vote_moves
 from service.core.seq import ZERO, Entries, Seq
+from service.core.shapes import (
+    AreaState,
+    ConstituencyState,
+    DeclarationEntry,
+    DeclarationsLog,
+    ExitPollState,
+    FeedCheckState,
+    JsonObject,
+    NationalState,
+    Patch,
+    PostEntry,
+    PostsLog,
+    PostState,
+)
 from service.core.states import (
     area_state,
     constituency_state,
@@ -74,8 +88,9 @@ class Change:
     channel: str
     seq: Seq
     prev: Seq
-    patch: State | None = None
-    event: State | None = None
+    patch: Patch | None = None
+    event: JsonObject | None = None
+    """A ``DeclarationEntry`` on ``declarations``, a ``PostEntry`` on ``posts``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,7 @@ class Applied:
 
     changes: tuple[Change, ...] = ()
     stale: bool = False
-    feed_check: State | None = None
+    feed_check: FeedCheckState | None = None
     """A ``state_of_parties``'s check, even when it changed nothing: for the service to log
     and count a disagreement. Treat it as read-only."""
 
@@ -109,6 +124,20 @@ class _Route:
     nation: Area
     nation_channel: str
     nation_totals: Totals
+
+
+class _States(NamedTuple):
+    """Every state channel's state, by the shape it has."""
+
+    national: NationalState
+    areas: dict[str, AreaState]
+    """By channel: the regions', then the nations'."""
+    seats: dict[str, ConstituencyState]
+    """By channel."""
+
+    def by_channel(self) -> dict[str, JsonObject]:
+        """Channel -> state, national first, then the regions, nations and seats."""
+        return {NATIONAL: self.national, **self.areas, **self.seats}
 
 
 class _Unshown(NamedTuple):
@@ -140,9 +169,9 @@ class Tally:
         self._national = Totals(parties)
         self._regions = {slug: Totals(parties) for slug in election.regions}
         self._nations = {slug: Totals(parties) for slug in election.nations}
-        self._exit_poll: State | None = None
-        self._feed_check: State | None = None
-        self._recent: deque[State] = deque(maxlen=RECENT_DECLARATIONS)
+        self._exit_poll: ExitPollState | None = None
+        self._feed_check: FeedCheckState | None = None
+        self._recent: deque[DeclarationEntry] = deque(maxlen=RECENT_DECLARATIONS)
         self._unshown: deque[_Unshown] = deque(maxlen=KEPT_FROM_QUIET)
         self._posts = PostLog()
         self._quiet_posts: deque[Change] = deque(maxlen=KEPT_FROM_QUIET)
@@ -160,8 +189,8 @@ class Tally:
             )
             for seat_id, seat in election.constituencies.items()
         }
-        self._states: dict[str, State] = self._compute_states()
-        self._channel_seqs: dict[str, Seq] = dict.fromkeys(self._states, ZERO)
+        self._states = self._compute_states()
+        self._channel_seqs: dict[str, Seq] = dict.fromkeys(self._states.by_channel(), ZERO)
         self._channel_seqs[DECLARATIONS] = ZERO
         self._channel_seqs[POSTS] = ZERO
 
@@ -174,18 +203,35 @@ class Tally:
     def has_channel(self, channel: str) -> bool:
         return channel in self._channel_seqs
 
-    def state(self, channel: str) -> State:
+    def state(self, channel: str) -> JsonObject:
         """The channel's current state (a snapshot's data). Treat it as read-only.
 
         Raises KeyError for an unknown channel.
         """
         if channel == DECLARATIONS:
-            return {"recent": list(self._recent)}
+            return self.declarations()
         if channel == POSTS:
-            return {"recent": self._posts.recent()}
-        return self._states[channel]
+            return self.posts()
+        if channel == NATIONAL:
+            return self._states.national
+        area = self._states.areas.get(channel)
+        if area is not None:
+            return area
+        return self._states.seats[channel]
 
-    def posts_about(self, seat_id: str) -> list[State]:
+    def national(self) -> NationalState:
+        """The national state; as ``state(NATIONAL)``, in its own shape. Treat it as read-only."""
+        return self._states.national
+
+    def declarations(self) -> DeclarationsLog:
+        """The declarations log's snapshot, as ``state(DECLARATIONS)``."""
+        return {"recent": list(self._recent)}
+
+    def posts(self) -> PostsLog:
+        """The posts log's snapshot, as ``state(POSTS)``."""
+        return {"recent": self._posts.recent()}
+
+    def posts_about(self, seat_id: str) -> list[PostState]:
         """Every current post about the constituency, oldest first (none for an unknown id)."""
         return self._posts.about(seat_id)
 
@@ -193,13 +239,13 @@ class Tally:
         """The seq of the channel's last change (``ZERO`` before any); KeyError if unknown."""
         return self._channel_seqs[channel]
 
-    def recompute(self) -> dict[str, State]:
+    def recompute(self) -> dict[str, JsonObject]:
         """Every state channel computed afresh from the seat records, ignoring running totals.
 
         For checking: it must always equal the incrementally kept states (after quiet
         applies, once settled).
         """
-        return self._compute_states(fresh=True)
+        return self._compute_states(fresh=True).by_channel()
 
     # --- advancing -----------------------------------------------------------------------
 
@@ -293,10 +339,10 @@ class Tally:
             if self._exit_poll != previous:
                 self._channel_seqs[NATIONAL] = seq
             return _NOTHING
-        national = self._states[NATIONAL]
+        national = self._states.national
         current = national.get("exit_poll")
         if current is None:
-            patch: State = {"exit_poll": self._exit_poll}
+            patch: Patch = {"exit_poll": self._exit_poll}
         elif current != self._exit_poll:
             patch = {"exit_poll": json_merge_patch.create_patch(current, self._exit_poll)}
         else:
@@ -314,13 +360,13 @@ class Tally:
             if check != previous:
                 self._channel_seqs[NATIONAL] = seq
             return Applied(feed_check=check)
-        national = self._states[NATIONAL]
+        national = self._states.national
         current = national.get("feed_check")
         if current == check:
             return Applied(feed_check=check)
         # Replaced whole, never merged into: the old check may be shared with a sent patch.
         national["feed_check"] = check
-        patch: State = {"feed_check": check if current is None else check_patch(current, check)}
+        patch: Patch = {"feed_check": check if current is None else check_patch(current, check)}
         return Applied((self._stamp(NATIONAL, seq, patch),), feed_check=check)
 
     def _apply_seat_event(self, seq: Seq, event: SeatEvent, quiet: bool) -> Applied:
@@ -351,20 +397,20 @@ class Tally:
             self._stamp_quietly(seq, route, counted, kind, event, old, new)
             return _NOTHING
         states = self._states
-        before = states[route.channel]
-        states[route.channel] = constituency_state(route.seat, new)
+        before = states.seats[route.channel]
+        after = states.seats[route.channel] = constituency_state(route.seat, new)
         # Seat states are small: rebuilt and diffed. The others are large and updated in
         # place from the running totals; ``recompute`` checks that the two ways agree.
         patches = (
-            (route.channel, json_merge_patch.create_patch(before, states[route.channel])),
-            (NATIONAL, update_national(self.election, self._national, states[NATIONAL])),
+            (route.channel, json_merge_patch.create_patch(before, after)),
+            (NATIONAL, update_national(self.election, self._national, states.national)),
             (
                 route.region_channel,
-                update_area(route.region, route.region_totals, states[route.region_channel]),
+                update_area(route.region, route.region_totals, states.areas[route.region_channel]),
             ),
             (
                 route.nation_channel,
-                update_area(route.nation, route.nation_totals, states[route.nation_channel]),
+                update_area(route.nation, route.nation_totals, states.areas[route.nation_channel]),
             ),
         )
         changes = []
@@ -460,8 +506,8 @@ class Tally:
             )
             seqs[DECLARATIONS] = seq
 
-    def _declare(self, seq: Seq, kind: str, event: SeatEvent, before: State) -> Change:
-        seat_state = self._states[self._routes[event.constituency].channel]
+    def _declare(self, seq: Seq, kind: str, event: SeatEvent, before: ConstituencyState) -> Change:
+        seat_state = self._states.seats[self._routes[event.constituency].channel]
         reason = event.reason if isinstance(event, Retraction) else None
         data = self._entry(seq, kind, seat_state, before, reason)
         self._recent.append(data)
@@ -470,10 +516,15 @@ class Tally:
         return Change(DECLARATIONS, seq, prev, event=data)
 
     def _entry(
-        self, seq: Seq, kind: str, seat_state: State, before: State, reason: str | None
-    ) -> State:
+        self,
+        seq: Seq,
+        kind: str,
+        seat_state: ConstituencyState,
+        before: ConstituencyState,
+        reason: str | None,
+    ) -> DeclarationEntry:
         """A declarations entry: the seat's new state, and the headline of what happened."""
-        data: State = {
+        data: DeclarationEntry = {
             "seq": str(seq),
             "kind": kind,
             "headline": headline(
@@ -485,19 +536,19 @@ class Tally:
             data["reason"] = reason
         return data
 
-    def _stamp(self, channel: str, seq: Seq, patch: State) -> Change:
+    def _stamp(self, channel: str, seq: Seq, patch: Patch) -> Change:
         prev = self._channel_seqs[channel]
         self._channel_seqs[channel] = seq
         return Change(channel, seq, prev, patch)
 
-    def _stamp_event(self, channel: str, seq: Seq, data: State) -> Change:
+    def _stamp_event(self, channel: str, seq: Seq, data: PostEntry) -> Change:
         prev = self._channel_seqs[channel]
         self._channel_seqs[channel] = seq
         return Change(channel, seq, prev, event=data)
 
     # --- computing states ----------------------------------------------------------------
 
-    def _compute_states(self, fresh: bool = False) -> dict[str, State]:
+    def _compute_states(self, fresh: bool = False) -> _States:
         election = self.election
         national, regions, nations = self._national, self._regions, self._nations
         if fresh:
@@ -509,15 +560,15 @@ class Tally:
                 seat = election.constituencies[seat_id]
                 for totals in (national, regions[seat.region_slug], nations[seat.nation_slug]):
                     totals.add(record, seat.previous)
-        states: dict[str, State] = {NATIONAL: national_state(election, national, self._exit_poll)}
+        states = _States(national_state(election, national, self._exit_poll), {}, {})
         if self._feed_check is not None:
-            states[NATIONAL]["feed_check"] = self._feed_check
+            states.national["feed_check"] = self._feed_check
         for slug, area in election.regions.items():
-            states[f"region:{slug}"] = area_state(area, regions[slug])
+            states.areas[f"region:{slug}"] = area_state(area, regions[slug])
         for slug, area in election.nations.items():
-            states[f"nation:{slug}"] = area_state(area, nations[slug])
+            states.areas[f"nation:{slug}"] = area_state(area, nations[slug])
         for seat_id, record in self._seats.items():
-            states[constituency_channel(seat_id)] = constituency_state(
+            states.seats[constituency_channel(seat_id)] = constituency_state(
                 election.constituencies[seat_id], record
             )
         return states

@@ -5,9 +5,12 @@ Shares are percentages to two decimals, rounded halves up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, overload
 
-from service.core.records import SeatRecord, State
+from service.core.records import SeatRecord
+from service.core.shapes import NationalParty, PartyFigures, Patch
 
 
 @dataclass(slots=True)
@@ -81,7 +84,7 @@ class Totals:
         self.seated.clear()
         self._shared_over = self.valid_votes
 
-    def party_entry(self, code: str) -> State:
+    def party_entry(self, code: str) -> PartyFigures:
         """A party's counts over these seats, as the region and nation states show them."""
         return {
             "seats": self.seats[code],
@@ -92,7 +95,13 @@ class Totals:
             "share": percent(self.votes[code], self.valid_votes),
         }
 
-    def update_parties(self, parties: State, majority: int | None = None) -> State:
+    @overload
+    def update_parties(self, parties: Mapping[str, PartyFigures]) -> Patch: ...
+
+    @overload
+    def update_parties(self, parties: Mapping[str, NationalParty], majority: int) -> Patch: ...
+
+    def update_parties(self, parties: Mapping[str, Any], majority: int | None = None) -> Patch:
         """Bring ``parties`` (a state's party entries) up to date, in place.
 
         Returns the merge patch that did it. Only touched parties can have new counts; when
@@ -115,7 +124,7 @@ class Totals:
             self.losses,
             self.votes,
         )
-        patch: State = {}
+        patch: Patch = {}
         # In the state's order (the definition's), so that every instance sends the same bytes.
         for code, entry in parties.items():
             votes = all_votes[code]
@@ -130,7 +139,7 @@ class Totals:
                 continue
             # Each new figure goes to the state and to the patch alike: scalars only, so the
             # patch shares nothing with the state.
-            changed: State = {}
+            changed: Patch = {}
             if code in seated:
                 seats, gains, losses = all_seats[code], all_gains[code], all_losses[code]
                 if entry["seats"] != seats:

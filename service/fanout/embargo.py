@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ class Embargo:
     def active(self) -> bool:
         return self.until is not None and self.wall_clock() < self.until
 
-    def take_up(self, national: dict[str, Any]) -> bool:
+    def take_up(self, national: Mapping[str, Any]) -> bool:
         """Adopt the embargo of the national state's exit poll; True while it holds."""
         self.until = _timestamp(national.get(EXIT_POLL, {}).get("embargo_until"))
         if self.until is None or not self.active():
@@ -44,7 +44,7 @@ class Embargo:
         self.seen = False
 
 
-def without_exit_poll(fields: dict[str, Any]) -> dict[str, Any]:
+def without_exit_poll(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if key != EXIT_POLL}
 
 

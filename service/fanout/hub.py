@@ -11,7 +11,7 @@ the caller to wake. A slow client costs only its own queue, never the others' ti
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from service.core.seq import ZERO, Seq
@@ -165,7 +165,7 @@ class Hub:
                 self._dirty.add(subscriber)
         return self.flush()
 
-    def public_state(self, channel: str, sees_embargoed: bool = False) -> dict[str, Any]:
+    def public_state(self, channel: str, sees_embargoed: bool = False) -> Mapping[str, Any]:
         """The channel's state as a client with (or without) embargo rights may see it."""
         state = self.tally.state(channel)
         if channel == NATIONAL and not sees_embargoed and self.embargo.active():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -129,7 +130,7 @@ def hello(election: str, epoch: Seq, seq: Seq) -> Outgoing:
 
 
 def snapshot(
-    channel: str, seq: Seq, data: dict[str, Any], at: tuple[Seq, Seq] | None = None
+    channel: str, seq: Seq, data: Mapping[str, Any], at: tuple[Seq, Seq] | None = None
 ) -> Outgoing:
     """``at``: the position the snapshot is current to (the latest entry applied, not the
     channel's last change ``seq``): every channel is whole up to there when it is sent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import json_merge_patch
@@ -56,7 +57,7 @@ def state_of_parties(seats: Any, parties: Any, source: Any = "PA", **fields: Any
 AGREEING = state_of_parties(["N1", "N2"], {"KIW": (2, 1, 0), "TUI": (0, 0, 1)})
 
 
-def national(desk: Desk) -> dict[str, Any]:
+def national(desk: Desk) -> Mapping[str, Any]:
     return desk.tally.state(NATIONAL)
 
 

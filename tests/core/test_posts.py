@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -138,7 +139,7 @@ def test_a_malformed_post_is_rejected_with_a_one_line_reason(
 # --- the posts log ---------------------------------------------------------------------------
 
 
-def posts_events(applied: Applied) -> list[dict[str, Any]]:
+def posts_events(applied: Applied) -> list[Mapping[str, Any]]:
     assert {change.channel for change in applied.changes} <= {POSTS}
     return [change.event for change in applied.changes if change.event is not None]
 
@@ -292,7 +293,7 @@ def apply(tally: Tally, seq: Seq, document: dict[str, Any], quiet: bool = False)
         return str(exc)
 
 
-def follow(posts: list[dict[str, Any]], event: dict[str, Any]) -> None:
+def follow(posts: list[dict[str, Any]], event: Mapping[str, Any]) -> None:
     """What a client does with a posts event to the list of posts it holds."""
     ids = [p["id"] for p in posts]
     if event["kind"] == "post":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -37,7 +38,7 @@ def replay(name: str) -> tuple[Tally, tuple[Change, ...]]:
     return tally, tuple(changes)
 
 
-def national(name: str) -> dict[str, Any]:
+def national(name: str) -> Mapping[str, Any]:
     return replay(name)[0].state(NATIONAL)
 
 
@@ -168,7 +169,7 @@ def test_the_2019_night_gives_the_conservatives_365() -> None:
     assert state["seats_to_majority"] == 0
 
 
-def national_after_each_change(name: str) -> list[dict[str, Any]]:
+def national_after_each_change(name: str) -> list[Mapping[str, Any]]:
     """The national state after each of its changes in the replay, as a client holds it."""
     tally, changes = replay(name)
     state = copy.deepcopy(Tally(bundled_election(name)).state(NATIONAL))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -62,7 +63,7 @@ def by_channel(applied: Applied) -> dict[str, Change]:
     return changes
 
 
-def declared_event(applied: Applied) -> dict[str, Any]:
+def declared_event(applied: Applied) -> Mapping[str, Any]:
     event = by_channel(applied)[DECLARATIONS].event
     assert event is not None
     return event

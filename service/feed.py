@@ -1,18 +1,21 @@
 """The stream reader: the whole stream on start, then XREAD BLOCK, forever.
 
+It reads, decodes and keeps its place; it holds no state of the election. Each decoded entry
+goes to its listener (``FeedListener``, the runtime), which applies it to the tally it owns.
+
 Never skips an entry and never applies one twice: the last applied ID is the only cursor,
 and after any Redis error the reader reconnects and resumes from it. Bad entries are copied
 to the rejected stream under their original ID, which Redis refuses a second time, so
 several instances reading one stream add each copy once.
 
 The first catch-up is quiet: no one can be subscribed before the instance is ready, so the
-tally applies without building changes and settles once, before ``ready``.
+reader has the tally apply without building changes, and settle once, before ``ready``.
 
 After every reconnect the reader reads without blocking until it is caught up again (``ready``
 once more); until then the instance is not ready. If the entry it applied last is no longer on
 the stream (a failover to a replica that had not received it), it rebuilds a fresh tally from
-the stream, quietly and off to the side, and hands it over whole: clients get a new hello and
-fresh snapshots of what a fresh instance would build, never a replay from empty.
+the stream, quietly and off to the side, and has it handed over whole: clients get a new
+hello and fresh snapshots of what a fresh instance would build, never a replay from empty.
 """
 
 from __future__ import annotations
@@ -36,9 +39,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.core.decoding import decode_event
 from service.core.election import Election
-from service.core.events import InvalidEvent
+from service.core.events import Event, InvalidEvent
 from service.core.seq import ZERO, Seq
-from service.core.tally import Applied, Change, Tally
 
 log = logging.getLogger("seatcast.feed")
 
@@ -71,20 +73,32 @@ class Rejection:
 
 
 class FeedListener(Protocol):
-    """What the reader tells the rest of the service (service.runtime); all synchronous."""
+    """What the reader tells the rest of the service (service.runtime), which owns the
+    tally; all synchronous."""
 
-    def applied(self, seq: Seq, applied: Applied) -> None: ...
+    def entry(self, seq: Seq, event: Event, *, quiet: bool) -> None:
+        """Apply a decoded entry (``quiet``: building no changes). Raises InvalidEvent when
+        the tally refuses it: the reader then rejects it (``rejected``)."""
 
-    def rejected(self, rejection: Rejection) -> None: ...
+    def rejected(self, rejection: Rejection) -> None:
+        """An entry the decoder or the tally refused: the tally's position must move past it
+        all the same."""
 
-    def reset(self, tally: Tally, epoch: Seq) -> None:
-        """The stream was begun again, or rebuilt: a fresh tally and the (new) epoch."""
+    def begin(self, epoch: Seq, *, rebuild: bool) -> None:
+        """Start again from an empty tally: the stream was begun again (``epoch``, its new
+        first entry), or the entry applied last was lost. With ``rebuild`` the fresh tally is
+        built quietly off to the side (a rebuild under way starts over), clients keep the old
+        one until ``rebuilt``; without, clients get it at once, with a new hello."""
+
+    def rebuilt(self, epoch: Seq) -> None:
+        """The tally built off to the side has caught up: settle it and hand it over whole;
+        clients get a new hello (``epoch``) and fresh snapshots."""
 
     def epoch_adopted(self, epoch: Seq) -> None: ...
 
-    def settled(self, kept: tuple[Change, ...]) -> None:
-        """The quiet first catch-up is done: the tally's states were rebuilt, nothing sent;
-        with the latest changes it made to the logs (declarations, posts), for the history."""
+    def settled(self) -> None:
+        """The quiet first catch-up is done: settle the tally (its states are rebuilt,
+        nothing is sent)."""
 
     def caught_up(self) -> None:
         """The stream as it stood when the reader (re)connected is applied."""
@@ -105,7 +119,6 @@ class Feed:
     election: Election
     listener: FeedListener
     batch: int = 1000
-    tally: Tally = field(init=False)
     epoch: Seq = ZERO
     last_id: Seq = ZERO
     pending_rejections: list[Rejection] = field(default_factory=list)
@@ -117,13 +130,10 @@ class Feed:
     """Applying without changes: until the first catch-up, before anyone can subscribe, and
     while rebuilding off to the side."""
     rebuilding: bool = False
-    """A fresh tally is being built from the stream; the listener gets it when it is whole."""
+    """A fresh tally is being built from the stream, off to the side, until it is whole."""
     primary_check: Callable[[], Awaitable[object]] | None = None
     """Where a Sentinel watches the primary: moves the client to a new one after a failover."""
     _primary_checked: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.tally = Tally(self.election)
 
     @property
     def block_ms(self) -> int:
@@ -225,13 +235,12 @@ class Feed:
                 # A short batch: this is the end of the stream as it stood.
                 await self._flush_rejections()
                 if self.quiet:
-                    kept = self.tally.settle()
                     self.quiet = False
                     if self.rebuilding:
                         self.rebuilding = False
-                        self.listener.reset(self.tally, self.epoch)
+                        self.listener.rebuilt(self.epoch)
                     else:
-                        self.listener.settled(kept)
+                        self.listener.settled()
                 self.caught_up = True
                 log.info(
                     "caught up with %s at entry %s (epoch %s)",
@@ -248,14 +257,12 @@ class Feed:
             epoch,
             self.epoch,
         )
-        self.tally = Tally(self.election)
         self.epoch = epoch
         self.last_id = ZERO
         self.caught_up = False
         # ``quiet`` stays as it is: once ready, clients are connected and get the rebuild
-        # as it happens; a rebuild under way hands its tally over when it is whole.
-        if not self.rebuilding:
-            self.listener.reset(self.tally, epoch)
+        # as it happens; a rebuild under way starts over, and is handed over when whole.
+        self.listener.begin(epoch, rebuild=self.rebuilding)
 
     def _rebuild(self) -> None:
         log.warning(
@@ -264,12 +271,12 @@ class Feed:
             self.last_id,
             self.stream,
         )
-        self.tally = Tally(self.election)
         self.last_id = ZERO
         self.caught_up = False
         self.quiet = True
         self.rebuilding = True
         self.pending_rejections.clear()  # the rebuild finds those still on the stream
+        self.listener.begin(self.epoch, rebuild=True)
 
     def _apply_batch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for raw_id, fields in entries:
@@ -282,17 +289,14 @@ class Feed:
                     names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields))
                     raise InvalidEvent(f"entry {seq}: no 'event' field (fields: {names})")
                 event = decode_event(raw, self.election, str(seq))
-                applied = self.tally.apply(seq, event, quiet=self.quiet)
+                self.listener.entry(seq, event, quiet=self.quiet)
             except InvalidEvent as exc:
-                if seq > self.tally.seq:  # refused before the tally read it
-                    self.tally.skip(seq)
                 self.last_id = seq
                 rejection = Rejection(seq, str(exc), raw if raw is not None else b"")
                 self.pending_rejections.append(rejection)
                 self.listener.rejected(rejection)
                 continue
             self.last_id = seq
-            self.listener.applied(seq, applied)
 
     async def _flush_rejections(self) -> None:
         while self.pending_rejections:

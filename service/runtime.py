@@ -1,7 +1,10 @@
 """One running service: the tally, the stream reader and the hub, and what the reader tells it.
 
-The reader applies entries to its tally and tells the runtime (``FeedListener``); the runtime
-hands each batch's changes to the hub, wakes the subscribers the hub returns, and counts.
+The runtime is the tally's one owner. The reader only reads: it hands each decoded entry to
+the runtime (``FeedListener``), which applies it (``service.core.tallies``: to the tally
+clients see, or to the one being rebuilt off to the side), hands the changes to the hub, wakes
+the subscribers the hub returns, and counts. The hub and the REST answers read the tally the
+runtime gives them: ``Runtime.tally``, handed to the hub at start and on every fresh start.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from redis.backoff import NoBackoff
 from service import gc_policy
 from service.access import Access
 from service.core.election import Election
+from service.core.events import Event
 from service.core.seq import Seq
 from service.core.shapes import FeedCheckState
-from service.core.tally import Applied, Change, Tally
+from service.core.tallies import Tallies
+from service.core.tally import Applied, Tally
 from service.fanout.embargo import Embargo
 from service.fanout.flat_view import flat_document
 from service.fanout.hub import Hub
@@ -50,6 +55,7 @@ class Runtime:
     settings: Settings
     election: Election
     metrics: Metrics = field(default_factory=Metrics)
+    tallies: Tallies = field(init=False)
     hub: Hub = field(init=False)
     webhooks: Webhooks = field(init=False)
     feed: Feed = field(init=False)
@@ -77,6 +83,7 @@ class Runtime:
             allowed_origins=tuple(o.strip() for o in settings.allowed_origins.split(",") if o),
             metrics_token=settings.metrics_token,
         )
+        self.tallies = Tallies(self.election)
         self.redis = AsyncRedis(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         self.client = self.redis.client()
         # The reader retries by itself (with backoff, and telling /readyz), so its client
@@ -94,7 +101,7 @@ class Runtime:
             primary_check=self.redis.primary_check(self.reader),
         )
         self.hub = Hub(
-            self.feed.tally,
+            self.tally,
             history=settings.history,
             max_channels=settings.max_channels,
             rate_limit=settings.rate_limit,
@@ -120,8 +127,8 @@ class Runtime:
 
     @property
     def tally(self) -> Tally:
-        """The state clients see (the reader may be building another, off to the side)."""
-        return self.hub.tally
+        """The state clients see (another may be being rebuilt, off to the side)."""
+        return self.tallies.shown
 
     @staticmethod
     def _wake(subscribers: list[Subscriber]) -> None:
@@ -144,7 +151,10 @@ class Runtime:
             delay + 0.01, lambda: self._wake(self.hub.expire_waiting())
         )
 
-    def applied(self, seq: Seq, applied: Applied) -> None:
+    def entry(self, seq: Seq, event: Event, *, quiet: bool) -> None:
+        self._applied(seq, self.tallies.apply(seq, event, quiet=quiet))
+
+    def _applied(self, seq: Seq, applied: Applied) -> None:
         if applied.feed_check is not None:
             self._feed_checked(seq, applied.feed_check)
         if applied.stale:
@@ -187,22 +197,33 @@ class Runtime:
         self._published.clear()
 
     def rejected(self, rejection: Rejection) -> None:
+        self.tallies.skip(rejection.seq)
         self.metrics.events_rejected.inc()
         log.warning("rejected %s", rejection.reason)
 
     def epoch_adopted(self, epoch: Seq) -> None:
         self.hub.adopt_epoch(epoch)
 
-    def settled(self, kept: tuple[Change, ...]) -> None:
-        self.hub.settled(kept)
+    def settled(self) -> None:
+        self.hub.settled(self.tallies.settle())
 
     def lag(self, seconds: float) -> None:
         self.metrics.stream_lag.set(seconds)
 
-    def reset(self, tally: Tally, epoch: Seq) -> None:
+    def begin(self, epoch: Seq, *, rebuild: bool) -> None:
+        self.tallies.begin(rebuild=rebuild)
+        if not rebuild:
+            self._reset(epoch)
+
+    def rebuilt(self, epoch: Seq) -> None:
+        self.tallies.hand_over()
+        self._reset(epoch)
+
+    def _reset(self, epoch: Seq) -> None:
+        """Clients get the tally shown afresh: a new hello and fresh snapshots."""
         if self._embargo_timer is not None:
             self._embargo_timer.cancel()
-        self._wake(self.hub.reset(tally, epoch))
+        self._wake(self.hub.reset(self.tally, epoch))
         self._changed.clear()
         self.waiters.everything_changed()
         self.webhooks.everything_changed()

@@ -21,8 +21,8 @@ import websockets
 from redis.exceptions import RedisError
 from websockets.exceptions import ConnectionClosed
 
+from service.core.events import Event
 from service.core.seq import Seq
-from service.core.tally import Applied, Change, Tally
 from service.embedded import EmbeddedRedis
 from service.feed import Feed, Rejection
 from service.runtime import stop_feed
@@ -280,15 +280,17 @@ class Listener:
     def __init__(self, caught_up: asyncio.Event) -> None:
         self._caught_up = caught_up
 
-    def applied(self, seq: Seq, applied: Applied) -> None: ...
+    def entry(self, seq: Seq, event: Event, *, quiet: bool) -> None: ...
 
     def rejected(self, rejection: Rejection) -> None: ...
 
-    def reset(self, tally: Tally, epoch: Seq) -> None: ...
+    def begin(self, epoch: Seq, *, rebuild: bool) -> None: ...
+
+    def rebuilt(self, epoch: Seq) -> None: ...
 
     def epoch_adopted(self, epoch: Seq) -> None: ...
 
-    def settled(self, kept: tuple[Change, ...]) -> None: ...
+    def settled(self) -> None: ...
 
     def caught_up(self) -> None:
         self._caught_up.set()

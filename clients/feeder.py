@@ -45,13 +45,12 @@ from clients.night import (
     load_night,
     plan_night,
 )
-from service.protocol.stream import embedded_url, follow_primary, redact, sync_client
+from clients.redis_target import add_target_options, default_redis_url, non_negative
+from service.protocol.stream import follow_primary, redact, sync_client
 
-__all__ = ["build_parser", "default_redis_url", "main", "redact"]
+__all__ = ["build_parser", "main", "redact"]
 
 PROG = "seatcast-feeder"
-DEFAULT_STREAM = "election:events"
-DEFAULT_DATA_DIR = "./.seatcast"
 PLAIN_PROGRESS_EVERY = 50
 XADD_BACKOFF = 0.1  # seconds, doubled after each failed attempt
 XADD_BACKOFF_CAP = 1.0
@@ -62,31 +61,6 @@ SOCKET_TIMEOUT = 5.0
 EXIT_OK = 0
 EXIT_REDIS = 1
 EXIT_USAGE = 2
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None
-
-
-def default_redis_url() -> str:
-    """The embedded Redis's socket: ``unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock``."""
-    data_dir = Path(_env("SEATCAST_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
-    return embedded_url(data_dir)
-
-
-def _non_negative(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,14 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument(
         "--speed",
         metavar="N",
-        type=_non_negative(float),
+        type=non_negative(float),
         default=240.0,
         help="play at N times the night's real pace; 0 = as fast as possible (default: 240)",
     )
     night.add_argument(
         "--max-gap",
         metavar="SECONDS",
-        type=_non_negative(float),
+        type=non_negative(float),
         default=3.0,
         help="longest single wait between events, after scaling; 0 = no cap (default: 3)",
     )
@@ -140,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument(
         "--corrections",
         metavar="N",
-        type=_non_negative(int),
+        type=non_negative(int),
         default=0,
         help="correct N randomly chosen declared seats 30 minutes later (default: 0)",
     )
@@ -153,41 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument(
         "--limit",
         metavar="N",
-        type=_non_negative(int),
+        type=non_negative(int),
         default=None,
         help="stop after the first N declared seats (later seats' events are not sent)",
     )
 
-    target = parser.add_argument_group("where to write")
-    target.add_argument(
-        "--redis-url",
-        metavar="URL",
-        default=_env("REDIS_URL"),
-        help=(
-            "Redis to write to (env REDIS_URL; default: the embedded Redis that the service "
-            "starts, unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock)"
-        ),
-    )
-    target.add_argument(
-        "--stream",
-        metavar="KEY",
-        default=_env("SEATCAST_STREAM") or DEFAULT_STREAM,
-        help="the event stream key (env SEATCAST_STREAM; default: %(default)s)",
-    )
-    target.add_argument(
-        "--wait",
-        metavar="SECONDS",
-        type=_non_negative(float),
-        default=30.0,
-        help=(
+    target = add_target_options(
+        parser,
+        wait_help=(
             "how long to wait for Redis to answer, at the start and for each write (through "
-            "an outage or a failover), before giving up (default: 30)"
+            "an outage or a failover), before giving up"
         ),
     )
     target.add_argument(
         "--wait-replicas",
         metavar="N",
-        type=_non_negative(int),
+        type=non_negative(int),
         default=0,
         help=(
             "after each write, wait until N replicas have it (Redis WAIT), so that a failover "
@@ -197,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--replica-timeout",
         metavar="SECONDS",
-        type=_non_negative(float),
+        type=non_negative(float),
         default=5.0,
         help="how long each write waits for --wait-replicas (default: 5)",
     )

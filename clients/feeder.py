@@ -18,6 +18,7 @@ time), 2 bad usage or a stream that already has entries (without ``--append`` or
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import select
 import signal
@@ -33,7 +34,7 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from clients.night import (
@@ -52,7 +53,7 @@ __all__ = ["build_parser", "main", "redact"]
 
 PROG = "seatcast-feeder"
 PLAIN_PROGRESS_EVERY = 50
-XADD_BACKOFF = 0.1  # seconds, doubled after each failed attempt
+XADD_BACKOFF = 0.1  # seconds after the first failed attempt, doubled after each next one
 XADD_BACKOFF_CAP = 1.0
 PRIMARY_CHECK_EVERY = 1.0  # seconds, on a Sentinel URL
 PING_INTERVAL = 0.2
@@ -430,40 +431,48 @@ class Writer:
 
     def add(self, payload: bytes) -> str:
         deadline = time.monotonic() + self.patience
-        delay = XADD_BACKOFF
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                self._follow_primary(at_once=attempts > 1)
-                entry_id, acknowledged = self._write(payload)
-                entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                if acknowledged < self.replicas and self._follow_primary(at_once=True):
-                    # Written to a primary that a failover has just replaced: lost with it.
-                    raise redis.ConnectionError(f"entry {entry} went to the old primary")
-            except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # A retried write may land twice; the per-seat revision makes the copy stale.
-                if time.monotonic() + delay > deadline:
-                    raise FeederError(
-                        f"XADD to {self.stream} failed {attempts} times in {self.patience:g}s "
-                        f"(--wait), giving up: {exc}"
-                    ) from exc
-                _say(f"XADD failed ({exc}); retrying in {delay:g}s")
-                if not self.stopper.sleep(delay):
-                    raise _Interrupted from exc
-                delay = min(XADD_BACKOFF_CAP, delay * 2)
-            except redis.RedisError as exc:
-                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
-            else:
-                if acknowledged < self.replicas:
-                    raise FeederError(
-                        f"entry {entry} was written to {self.stream}, but only {acknowledged} "
-                        f"of {self.replicas} replicas (--wait-replicas) had it after "
-                        f"{self.replica_timeout:g}s: a failover now could lose it"
-                    )
-                return entry
+        # redis-py's Retry sleeps with time.sleep, which a SIGTERM or a first Ctrl-C does not
+        # cut short, and bounds attempts, not seconds. So it gets no backoff of its own:
+        # `failed` waits the backoff's delay on the Stopper and gives up at the deadline.
+        retry = Retry(NoBackoff(), -1, (redis.ConnectionError, redis.TimeoutError))
+        # (base * 2**failures: XADD_BACKOFF after the first failure)
+        backoff = ExponentialBackoff(cap=XADD_BACKOFF_CAP, base=XADD_BACKOFF / 2)
+
+        def attempt() -> tuple[str, int]:
+            self._follow_primary()
+            entry_id, acknowledged = self._write(payload)
+            entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            if acknowledged < self.replicas and self._follow_primary(at_once=True):
+                # Written to a primary that a failover has just replaced: lost with it.
+                raise redis.ConnectionError(f"entry {entry} went to the old primary")
+            return entry, acknowledged
+
+        def failed(error: Exception, failures: int) -> None:
+            # A retried write may land twice; the per-seat revision makes the copy stale.
+            delay = backoff.compute(failures)
+            if time.monotonic() + delay > deadline:
+                raise FeederError(
+                    f"XADD to {self.stream} failed {failures} times in {self.patience:g}s "
+                    f"(--wait), giving up: {error}"
+                ) from error
+            _say(f"XADD failed ({error}); retrying in {delay:g}s")
+            if not self.stopper.sleep(delay):
+                raise _Interrupted from error
+            self._primary_checked = -math.inf  # the next attempt asks where the primary is
+
+        try:
+            entry, acknowledged = retry.call_with_retry(
+                attempt, failed, is_retryable=_worth_retrying, with_failure_count=True
+            )
+        except redis.RedisError as exc:
+            raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
+        if acknowledged < self.replicas:
+            raise FeederError(
+                f"entry {entry} was written to {self.stream}, but only {acknowledged} "
+                f"of {self.replicas} replicas (--wait-replicas) had it after "
+                f"{self.replica_timeout:g}s: a failover now could lose it"
+            )
+        return entry
 
     def _write(self, payload: bytes) -> tuple[Any, int]:
         """XADD, and with ``replicas`` WAIT in the same round trip: the ID and how many
@@ -476,7 +485,7 @@ class Writer:
         entry_id, acknowledged = pipe.execute()
         return entry_id, int(acknowledged)
 
-    def _follow_primary(self, *, at_once: bool) -> bool:
+    def _follow_primary(self, *, at_once: bool = False) -> bool:
         """Ask (if due) where the primary is; True if it moved since last asked."""
         now = time.monotonic()
         if not at_once and now - self._primary_checked < PRIMARY_CHECK_EVERY:
@@ -484,6 +493,11 @@ class Writer:
         self._primary_checked = now
         primary, self._primary = self._primary, follow_primary(self.client)
         return primary is not None and primary != self._primary
+
+
+def _worth_retrying(error: Exception) -> bool:
+    """Not a refusal (redis-py makes those connection errors): retrying would not help."""
+    return not isinstance(error, (redis.AuthenticationError, redis.exceptions.AuthorizationError))
 
 
 def _prepare_stream(client: redis.Redis, stream: str, append: bool, reset: bool) -> None:

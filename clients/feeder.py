@@ -18,6 +18,7 @@ time), 2 bad usage or a stream that already has entries (without ``--append`` or
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import select
 import signal
@@ -33,7 +34,7 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from clients.night import (
@@ -45,15 +46,14 @@ from clients.night import (
     load_night,
     plan_night,
 )
-from service.protocol.stream import embedded_url, follow_primary, redact, sync_client
+from clients.redis_target import add_target_options, default_redis_url, non_negative
+from service.protocol.stream import follow_primary, redact, sync_client
 
-__all__ = ["build_parser", "default_redis_url", "main", "redact"]
+__all__ = ["build_parser", "main", "redact"]
 
 PROG = "seatcast-feeder"
-DEFAULT_STREAM = "election:events"
-DEFAULT_DATA_DIR = "./.seatcast"
 PLAIN_PROGRESS_EVERY = 50
-XADD_BACKOFF = 0.1  # seconds, doubled after each failed attempt
+XADD_BACKOFF = 0.1  # seconds after the first failed attempt, doubled after each next one
 XADD_BACKOFF_CAP = 1.0
 PRIMARY_CHECK_EVERY = 1.0  # seconds, on a Sentinel URL
 PING_INTERVAL = 0.2
@@ -62,31 +62,6 @@ SOCKET_TIMEOUT = 5.0
 EXIT_OK = 0
 EXIT_REDIS = 1
 EXIT_USAGE = 2
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None
-
-
-def default_redis_url() -> str:
-    """The embedded Redis's socket: ``unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock``."""
-    data_dir = Path(_env("SEATCAST_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
-    return embedded_url(data_dir)
-
-
-def _non_negative(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,14 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument(
         "--speed",
         metavar="N",
-        type=_non_negative(float),
+        type=non_negative(float),
         default=240.0,
         help="play at N times the night's real pace; 0 = as fast as possible (default: 240)",
     )
     night.add_argument(
         "--max-gap",
         metavar="SECONDS",
-        type=_non_negative(float),
+        type=non_negative(float),
         default=3.0,
         help="longest single wait between events, after scaling; 0 = no cap (default: 3)",
     )
@@ -140,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument(
         "--corrections",
         metavar="N",
-        type=_non_negative(int),
+        type=non_negative(int),
         default=0,
         help="correct N randomly chosen declared seats 30 minutes later (default: 0)",
     )
@@ -153,41 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument(
         "--limit",
         metavar="N",
-        type=_non_negative(int),
+        type=non_negative(int),
         default=None,
         help="stop after the first N declared seats (later seats' events are not sent)",
     )
 
-    target = parser.add_argument_group("where to write")
-    target.add_argument(
-        "--redis-url",
-        metavar="URL",
-        default=_env("REDIS_URL"),
-        help=(
-            "Redis to write to (env REDIS_URL; default: the embedded Redis that the service "
-            "starts, unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock)"
-        ),
-    )
-    target.add_argument(
-        "--stream",
-        metavar="KEY",
-        default=_env("SEATCAST_STREAM") or DEFAULT_STREAM,
-        help="the event stream key (env SEATCAST_STREAM; default: %(default)s)",
-    )
-    target.add_argument(
-        "--wait",
-        metavar="SECONDS",
-        type=_non_negative(float),
-        default=30.0,
-        help=(
+    target = add_target_options(
+        parser,
+        wait_help=(
             "how long to wait for Redis to answer, at the start and for each write (through "
-            "an outage or a failover), before giving up (default: 30)"
+            "an outage or a failover), before giving up"
         ),
     )
     target.add_argument(
         "--wait-replicas",
         metavar="N",
-        type=_non_negative(int),
+        type=non_negative(int),
         default=0,
         help=(
             "after each write, wait until N replicas have it (Redis WAIT), so that a failover "
@@ -197,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--replica-timeout",
         metavar="SECONDS",
-        type=_non_negative(float),
+        type=non_negative(float),
         default=5.0,
         help="how long each write waits for --wait-replicas (default: 5)",
     )
@@ -475,40 +431,48 @@ class Writer:
 
     def add(self, payload: bytes) -> str:
         deadline = time.monotonic() + self.patience
-        delay = XADD_BACKOFF
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                self._follow_primary(at_once=attempts > 1)
-                entry_id, acknowledged = self._write(payload)
-                entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                if acknowledged < self.replicas and self._follow_primary(at_once=True):
-                    # Written to a primary that a failover has just replaced: lost with it.
-                    raise redis.ConnectionError(f"entry {entry} went to the old primary")
-            except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # A retried write may land twice; the per-seat revision makes the copy stale.
-                if time.monotonic() + delay > deadline:
-                    raise FeederError(
-                        f"XADD to {self.stream} failed {attempts} times in {self.patience:g}s "
-                        f"(--wait), giving up: {exc}"
-                    ) from exc
-                _say(f"XADD failed ({exc}); retrying in {delay:g}s")
-                if not self.stopper.sleep(delay):
-                    raise _Interrupted from exc
-                delay = min(XADD_BACKOFF_CAP, delay * 2)
-            except redis.RedisError as exc:
-                raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
-            else:
-                if acknowledged < self.replicas:
-                    raise FeederError(
-                        f"entry {entry} was written to {self.stream}, but only {acknowledged} "
-                        f"of {self.replicas} replicas (--wait-replicas) had it after "
-                        f"{self.replica_timeout:g}s: a failover now could lose it"
-                    )
-                return entry
+        # redis-py's Retry sleeps with time.sleep, which a SIGTERM or a first Ctrl-C does not
+        # cut short, and bounds attempts, not seconds. So it gets no backoff of its own:
+        # `failed` waits the backoff's delay on the Stopper and gives up at the deadline.
+        retry = Retry(NoBackoff(), -1, (redis.ConnectionError, redis.TimeoutError))
+        # (base * 2**failures: XADD_BACKOFF after the first failure)
+        backoff = ExponentialBackoff(cap=XADD_BACKOFF_CAP, base=XADD_BACKOFF / 2)
+
+        def attempt() -> tuple[str, int]:
+            self._follow_primary()
+            entry_id, acknowledged = self._write(payload)
+            entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            if acknowledged < self.replicas and self._follow_primary(at_once=True):
+                # Written to a primary that a failover has just replaced: lost with it.
+                raise redis.ConnectionError(f"entry {entry} went to the old primary")
+            return entry, acknowledged
+
+        def failed(error: Exception, failures: int) -> None:
+            # A retried write may land twice; the per-seat revision makes the copy stale.
+            delay = backoff.compute(failures)
+            if time.monotonic() + delay > deadline:
+                raise FeederError(
+                    f"XADD to {self.stream} failed {failures} times in {self.patience:g}s "
+                    f"(--wait), giving up: {error}"
+                ) from error
+            _say(f"XADD failed ({error}); retrying in {delay:g}s")
+            if not self.stopper.sleep(delay):
+                raise _Interrupted from error
+            self._primary_checked = -math.inf  # the next attempt asks where the primary is
+
+        try:
+            entry, acknowledged = retry.call_with_retry(
+                attempt, failed, is_retryable=_worth_retrying, with_failure_count=True
+            )
+        except redis.RedisError as exc:
+            raise FeederError(f"XADD to {self.stream} failed: {exc}") from exc
+        if acknowledged < self.replicas:
+            raise FeederError(
+                f"entry {entry} was written to {self.stream}, but only {acknowledged} "
+                f"of {self.replicas} replicas (--wait-replicas) had it after "
+                f"{self.replica_timeout:g}s: a failover now could lose it"
+            )
+        return entry
 
     def _write(self, payload: bytes) -> tuple[Any, int]:
         """XADD, and with ``replicas`` WAIT in the same round trip: the ID and how many
@@ -521,7 +485,7 @@ class Writer:
         entry_id, acknowledged = pipe.execute()
         return entry_id, int(acknowledged)
 
-    def _follow_primary(self, *, at_once: bool) -> bool:
+    def _follow_primary(self, *, at_once: bool = False) -> bool:
         """Ask (if due) where the primary is; True if it moved since last asked."""
         now = time.monotonic()
         if not at_once and now - self._primary_checked < PRIMARY_CHECK_EVERY:
@@ -529,6 +493,11 @@ class Writer:
         self._primary_checked = now
         primary, self._primary = self._primary, follow_primary(self.client)
         return primary is not None and primary != self._primary
+
+
+def _worth_retrying(error: Exception) -> bool:
+    """Not a refusal (redis-py makes those connection errors): retrying would not help."""
+    return not isinstance(error, (redis.AuthenticationError, redis.exceptions.AuthorizationError))
 
 
 def _prepare_stream(client: redis.Redis, stream: str, append: bool, reset: bool) -> None:

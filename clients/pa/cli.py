@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -26,12 +25,13 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from watchfiles import awatch
 
-from clients.feeder import DEFAULT_STREAM, default_redis_url, redact
 from clients.pa.ftp import FtpDrop, FtpMirror, FtpUrlError
 from clients.pa.ingest import Counts, Ingest
 from clients.pa.mapping import MapFileError, Mapper, read_seat_map
+from clients.redis_target import add_target_options, default_redis_url, env
 from service import data
 from service.core.election import ElectionError, load_election
+from service.protocol.stream import redact
 
 PROG = "seatcast-pa"
 EXIT_OK, EXIT_FAILING, EXIT_USAGE = 0, 1, 2
@@ -46,10 +46,6 @@ WATCH_DEBOUNCE_MS, WATCH_STEP_MS = 50, 10
 log = logging.getLogger(PROG)
 RedisErrors = (redis.exceptions.RedisError, OSError)
 FtpErrors = (aioftp.StatusCodeError, OSError, TimeoutError)
-
-
-def _env(name: str) -> str | None:
-    return os.environ.get(name) or None
 
 
 def _positive(text: str) -> float:
@@ -95,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--election",
         metavar="PATH",
         type=Path,
-        default=_env("SEATCAST_ELECTION") or data.election_path("uk-2024"),
+        default=env("SEATCAST_ELECTION") or data.election_path("uk-2024"),
         help="election definition (env SEATCAST_ELECTION; default: the bundled UK 2024 one)",
     )
     mapping.add_argument(
@@ -104,26 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="PA constituency numbers -> definition ids, header 'number,id' (default: by name)",
     )
-    target = parser.add_argument_group("where to write")
-    target.add_argument(
-        "--redis-url",
-        metavar="URL",
-        default=_env("REDIS_URL"),
-        help="Redis to write to (env REDIS_URL; default: the service's embedded Redis)",
-    )
-    target.add_argument(
-        "--stream",
-        metavar="KEY",
-        default=_env("SEATCAST_STREAM") or DEFAULT_STREAM,
-        help="the event stream key (env SEATCAST_STREAM; default: %(default)s)",
-    )
-    target.add_argument(
-        "--wait",
-        metavar="SECONDS",
-        type=_positive,
-        default=30.0,
-        help="how long to wait for Redis to answer before giving up (default: %(default)g)",
-    )
+    add_target_options(parser)
     return parser
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
-from clients.feeder import redact
+from clients.feeder import FeederError, Stopper, Writer, _Interrupted, redact
 from tests.clients.commands import ROOT, Run, run_module
 from tests.conftest import TIMEOUT
 
@@ -171,6 +172,61 @@ async def test_unreachable_redis_gives_up() -> None:
     assert "no Redis answering at redis://:***@127.0.0.1:1/0" in run.stderr
     assert "hunter2" not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+class ScriptedRedis(redis.Redis):
+    """A client whose XADDs fail with ``failures`` in turn, then succeed: no Redis needed."""
+
+    def __init__(self, *failures: redis.RedisError) -> None:
+        super().__init__()
+        self.failures = list(failures)
+        self.calls = 0
+
+    def xadd(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return b"7-0"
+
+
+def test_a_write_is_retried_through_connection_errors() -> None:
+    client = ScriptedRedis(redis.ConnectionError("down"), redis.TimeoutError("slow"))
+    with Stopper().installed() as stopper:
+        assert Writer(client, "s", stopper, patience=5).add(b"{}") == "7-0"
+    assert client.calls == 3
+
+
+def test_a_write_gives_up_after_wait_seconds() -> None:
+    client = ScriptedRedis(*[redis.ConnectionError("down")] * 100)
+    started = time.monotonic()
+    with Stopper().installed() as stopper, pytest.raises(FeederError) as raised:
+        Writer(client, "s", stopper, patience=0.5).add(b"{}")
+    assert time.monotonic() - started <= 0.5
+    # Waits of 0.1 and 0.2 s; a third of 0.4 s would overrun the 0.5 s.
+    assert "XADD to s failed 3 times in 0.5s (--wait), giving up: down" in str(raised.value)
+    assert client.calls == 3
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [redis.AuthenticationError("bad password"), redis.exceptions.AuthorizationError("no perm")],
+)
+def test_a_refused_write_is_not_retried(refusal: redis.RedisError) -> None:
+    client = ScriptedRedis(refusal)
+    with Stopper().installed() as stopper, pytest.raises(FeederError) as raised:
+        Writer(client, "s", stopper, patience=5).add(b"{}")
+    assert str(raised.value) == f"XADD to s failed: {refusal}"
+    assert client.calls == 1
+
+
+def test_a_stop_ends_the_wait_between_attempts_at_once() -> None:
+    client = ScriptedRedis(*[redis.ConnectionError("down")] * 100)
+    started = time.monotonic()
+    with Stopper().installed() as stopper, pytest.raises(_Interrupted):
+        stopper.signum = signal.SIGTERM
+        Writer(client, "s", stopper, patience=30).add(b"{}")
+    assert time.monotonic() - started < 0.1
+    assert client.calls == 1
 
 
 @pytest.mark.parametrize(

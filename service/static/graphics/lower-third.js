@@ -4,18 +4,14 @@
 import { inkOn } from "../../static/dom.js";
 import { compareSeq } from "../../static/live.js";
 import {
-  applyColourOptions,
-  autoplay,
+  $,
   cssColour,
-  exposeToCasparCG,
-  fetchElection,
   figure,
-  follow,
   numberOption,
   option,
   partyColourOverrides,
   setText,
-  standalone,
+  start,
 } from "./template.js";
 
 const SECONDS = numberOption("seconds", 8, { min: 0, max: 3600 });
@@ -23,7 +19,6 @@ const SEATS = new Set((option("seat") ?? "").split(",").map((s) => s.trim()).fil
 const KINDS = new Set((option("kinds") ?? "declaration,correction,flash").split(","));
 const LABELS = { flash: "Flash", correction: "Correction", retraction: "Withdrawn" };
 const colours = partyColourOverrides();
-const $ = (selector) => document.querySelector(selector);
 
 // What one lower third shows, from either source: a declarations entry off /ws, or the
 // flat keys of /graphics/latest or /graphics/constituency/{id} through update().
@@ -151,31 +146,24 @@ class LowerThird {
   }
 }
 
-applyColourOptions();
 const graphic = new LowerThird($("#lower-third"));
-exposeToCasparCG(graphic); // before anything awaits: CasparCG may call update() at once
-if (autoplay) graphic.play();
-
-if (standalone) {
-  const election = await fetchElection();
-  let lastSeq = null;
-  let lastEpoch = null;
-  const live = follow("declarations", (message) => {
-    if (message.type === "event") {
-      lastSeq = message.seq;
-      lastEpoch = live.epoch;
-      graphic.add(fromEntry(message.data, election));
-    } else if (message.type === "snapshot") {
-      // A fresh snapshot after a reconnect that could not resume: what it holds beyond
-      // the last seq seen still goes on air. The first snapshot is the past: not shown.
-      const sameRun = lastEpoch === live.epoch || lastEpoch === "0-0";
-      if (lastSeq !== null && sameRun) {
-        for (const entry of message.data.recent ?? []) {
-          if (compareSeq(entry.seq, lastSeq) > 0) graphic.add(fromEntry(entry, election));
-        }
+let lastSeq = null;
+let lastEpoch = null;
+await start(graphic, "declarations", (message, election, live) => {
+  if (message.type === "event") {
+    lastSeq = message.seq;
+    lastEpoch = live.epoch;
+    graphic.add(fromEntry(message.data, election));
+  } else if (message.type === "snapshot") {
+    // A fresh snapshot after a reconnect that could not resume: what it holds beyond
+    // the last seq seen still goes on air. The first snapshot is the past: not shown.
+    const sameRun = lastEpoch === live.epoch || lastEpoch === "0-0";
+    if (lastSeq !== null && sameRun) {
+      for (const entry of message.data.recent ?? []) {
+        if (compareSeq(entry.seq, lastSeq) > 0) graphic.add(fromEntry(entry, election));
       }
-      lastSeq = message.seq;
-      lastEpoch = live.epoch;
     }
-  });
-}
+    lastSeq = message.seq;
+    lastEpoch = live.epoch;
+  }
+});

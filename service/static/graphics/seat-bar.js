@@ -3,24 +3,19 @@
 
 import { h } from "../../static/dom.js";
 import {
-  applyColourOptions,
-  autoplay,
-  exposeToCasparCG,
-  fetchElection,
+  $,
   figure,
-  follow,
   numberOption,
   option,
   partyColourOverrides,
   setText,
-  standalone,
+  start,
 } from "./template.js";
 
 const CHANNEL = option("channel", "national");
 const TOP = numberOption("top", 6, { min: 0, max: 50 });
 const TITLE = option("title");
 const colours = partyColourOverrides();
-const $ = (selector) => document.querySelector(selector);
 
 const count = (value) => (value === "" || value === undefined ? null : Number(value));
 
@@ -130,14 +125,7 @@ class SeatBar {
   }
 }
 
-applyColourOptions();
 const graphic = new SeatBar($("#seat-bar"));
-exposeToCasparCG(graphic); // before anything awaits: CasparCG may call update() at once
-if (autoplay) graphic.play();
-
-if (standalone) {
-  const election = await fetchElection();
-  follow(CHANNEL, (message) => {
-    if (message.state) graphic.show(fromState(message.state, election));
-  });
-}
+await start(graphic, CHANNEL, (message, election) => {
+  if (message.state) graphic.show(fromState(message.state, election));
+});

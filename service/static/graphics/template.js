@@ -1,6 +1,6 @@
 // What the on-air templates share: options from the query string, template data in
 // (CasparCG templateData XML, or JSON: the keys of /graphics/*.json), the CasparCG globals,
-// and, standalone (an OBS browser source), their own connection to /ws.
+// and, standalone (an OBS browser source), their own connection to /ws; start() puts one on air.
 
 import { Live } from "../../static/live.js";
 
@@ -140,4 +140,19 @@ export function figure(value) {
 
 export function setText(element, text) {
   element.textContent = text ?? "";
+}
+
+export const $ = (selector) => document.querySelector(selector);
+
+// What every template does on loading, once it has made its `graphic`: the colour options
+// applied; the CasparCG globals set before anything awaits (CasparCG may call update() at
+// once); played unless `autoplay=0`; and standalone, `channel` followed over /ws, each
+// message handed to `listener(message, election, live)` with the election's names and colours.
+export async function start(graphic, channel, listener) {
+  applyColourOptions();
+  exposeToCasparCG(graphic);
+  if (autoplay) graphic.play();
+  if (!standalone) return;
+  const election = await fetchElection();
+  const live = follow(channel, (message) => listener(message, election, live));
 }

@@ -22,7 +22,7 @@ from service.caching import cache_headers, conditional, entity_tag
 from service.core.posts import POSTS
 from service.core.seq import ZERO, Seq
 from service.core.tally import NATIONAL, constituency_channel
-from service.longpoll import BadWait, parse_wait
+from service.longpoll import BadWait, Held, parse_wait
 from service.runtime import Runtime
 from service.transport.admission import CATCHING_UP, token_from
 
@@ -114,34 +114,39 @@ def withheld(runtime: Runtime, channel: str, grant: Grant) -> bool:
 
 
 async def channel_response(request: Request, channel: str, what: str) -> Response:
-    """The channel's state; with ``?wait=<seq>``, once the channel has moved past that seq
-    (at once if it has), or 304 when it has not within the long-poll timeout."""
+    """The channel's state; with ``?wait=``, once the answer differs from the one the caller
+    holds (at once if it does), or 304 when it does not within the long-poll timeout."""
     grant = channel_grant(request, channel, what)
     if isinstance(grant, Response):
         return grant
     runtime = _runtime(request)
     wait = request.query_params.get("wait")
-    if wait is not None:
-        try:
-            held = parse_wait(wait)
-        except BadWait as exc:
-            return error_response(400, "bad_wait", str(exc))
-        if not moved_now(runtime, channel, held):
-            if runtime.waiters.full:
-                return error_response(
-                    503,
-                    "too_many_waiters",
-                    "this instance holds as many ?wait= requests as it may: poll again shortly",
-                    {"Retry-After": "2"},
-                )
-            if not await moved(runtime, channel, held):
-                tag = entity_tag(
-                    runtime.hub.epoch,
-                    runtime.tally.channel_seq(channel),
-                    withheld=withheld(runtime, channel, grant),
-                )
-                headers = cache_headers(request, tag, runtime.settings.cache_control)
-                return Response(status_code=304, headers=headers)
+    if wait is None:
+        return channel_answer(request, runtime, channel, grant)
+    try:
+        held = parse_wait(wait)
+    except BadWait as exc:
+        return error_response(400, "bad_wait", str(exc))
+    if not moved_now(runtime, channel, held, grant):
+        if runtime.waiters.full:
+            return error_response(
+                503,
+                "too_many_waiters",
+                "this instance holds as many ?wait= requests as it may: poll again shortly",
+                {"Retry-After": "2"},
+            )
+        if not await moved(request, runtime, channel, held, grant):
+            tag = entity_tag(
+                runtime.hub.epoch,
+                runtime.tally.channel_seq(channel),
+                withheld=withheld(runtime, channel, grant),
+            )
+            headers = cache_headers(request, tag, runtime.settings.cache_control)
+            return not_stored(Response(status_code=304, headers=headers))
+    return not_stored(channel_answer(request, runtime, channel, grant))
+
+
+def channel_answer(request: Request, runtime: Runtime, channel: str, grant: Grant) -> Response:
     seq = runtime.tally.channel_seq(channel)
     return cached(
         request,
@@ -151,28 +156,49 @@ async def channel_response(request: Request, channel: str, what: str) -> Respons
     )
 
 
-def moved_now(runtime: Runtime, channel: str, held: tuple[str | None, Seq]) -> bool:
-    epoch, seq = held
-    if epoch is not None and epoch != str(runtime.hub.epoch):
+def not_stored(response: Response) -> Response:
+    """A long-poll's answer, which no cache may keep: a 304 kept would answer the next
+    long-poll of the same URL at once, and every one after it, in a loop."""
+    response.headers["Cache-Control"] = "no-store"
+    if "x-accel-expires" in response.headers:
+        del response.headers["X-Accel-Expires"]
+    return response
+
+
+def moved_now(runtime: Runtime, channel: str, held: Held, grant: Grant) -> bool:
+    """Whether the caller's answer is out of date: another run of the stream, an embargo
+    lifted since (or begun), or the channel moved past the seq."""
+    if held.epoch is not None and held.epoch != str(runtime.hub.epoch):
         return True  # another run of the stream: what the caller holds is gone
-    return runtime.tally.channel_seq(channel) > seq
+    if held.withheld is not None and held.withheld != withheld(runtime, channel, grant):
+        return True
+    return runtime.tally.channel_seq(channel) > held.seq
 
 
-async def moved(runtime: Runtime, channel: str, held: tuple[str | None, Seq]) -> bool:
-    """Whether the channel moves past ``held`` within the long-poll timeout."""
+async def moved(request: Request, runtime: Runtime, channel: str, held: Held, grant: Grant) -> bool:
+    """Whether the answer changes within the long-poll timeout. A caller that goes away
+    frees its place at once (False)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + runtime.settings.long_poll_timeout
-    while not moved_now(runtime, channel, held):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return False
-        with runtime.waiters.holding(channel) as changed:
-            try:
-                async with asyncio.timeout(remaining):
-                    await changed
-            except TimeoutError:
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        while not moved_now(runtime, channel, held, grant):
+            remaining = deadline - loop.time()
+            if remaining <= 0 or gone.done():
                 return False
-    return True
+            with runtime.waiters.holding(channel) as changed:
+                await asyncio.wait(
+                    {changed, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+        return True
+    finally:
+        gone.cancel()
+
+
+async def disconnected(request: Request) -> None:
+    """Returns when the client has closed the connection (the request has no body to read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def cached(

@@ -6,25 +6,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from service.core.seq import Seq
+
+LARGEST_PART = 2**64 - 1
+"""A Redis entry ID's parts are 64-bit: anything larger names no entry, ever."""
 
 
 class BadWait(ValueError):
     """A ``?wait=`` that names no seq; the message is for the caller."""
 
 
-def parse_wait(text: str) -> tuple[str | None, Seq]:
-    """``<seq>``, or ``<epoch>:<seq>`` as an ETag or an SSE id names it (quotes allowed):
-    the epoch (if given) and the seq. Raises BadWait."""
-    epoch, _, seq = text.strip().strip('"').rpartition(":")
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What a ``?wait=`` says the caller holds: a seq, and, in an ETag's form, the run of the
+    stream and whether that answer left out an embargoed exit poll (None: a bare seq, which
+    does not say; such a caller is not told when an embargo lifts)."""
+
+    seq: Seq
+    epoch: str | None = None
+    withheld: bool | None = None
+
+
+def parse_wait(text: str) -> Held:
+    """``<seq>``, or an ETag as the answers give it (``"<epoch>:<seq>"``, with
+    ``:withheld``, weak ``W/`` or unquoted), or an SSE id (``<epoch>:<seq>``). Raises
+    BadWait."""
+    tag = text.strip()
+    tag = (tag[2:] if tag.startswith("W/") else tag).strip('"')
+    parts = tag.split(":")
+    withheld: bool | None = None
+    if len(parts) == 3 and parts[2] == "withheld":
+        parts, withheld = parts[:2], True
+    elif len(parts) == 2:
+        withheld = False
     try:
-        return epoch or None, Seq.parse(seq)
+        if len(parts) > 2:
+            raise ValueError(tag)
+        seqs = [Seq.parse(part) for part in parts]
+        if any(max(seq.ms, seq.n) > LARGEST_PART for seq in seqs):
+            raise ValueError(tag)
     except ValueError:
         raise BadWait(
-            f"?wait= takes the seq you hold, such as 1720148400000-0 (or <epoch>:<seq>), "
+            f"?wait= takes the seq you hold, such as 1720148400000-0, or the ETag you hold, "
             f"not {text[:40]!r}"
         ) from None
+    if len(seqs) == 1:
+        return Held(seqs[0])
+    return Held(seqs[1], str(seqs[0]), withheld)
 
 
 class Waiters:

@@ -81,3 +81,29 @@ async def test_websockets_pass_through_nginx_but_not_through_the_blocking_proxy(
     async with sse(nginx.blocking_url, "national") as client:
         _, held = await opening(client, "national")
         assert held["national"] == "0-0"
+
+
+async def test_nginx_passes_long_polls_and_credentials_to_the_origin_uncached(
+    service: RunningService, nginx: Nginx, redis: aioredis.Redis
+) -> None:
+    [entry] = await xadd(redis, service.settings.stream, NIGHT_2024[1])
+    await applied(service, entry)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        await client.get(nginx.url + "/api/national")  # cached now
+        for _ in range(2):
+            # A long-poll of a seq the channel has moved past: answered by the origin at
+            # once, each time, and never kept (a kept answer would loop every long-poller).
+            moved = await client.get(nginx.url + "/api/national?wait=0-0")
+            assert moved.status_code == 200
+            assert moved.headers["x-cache-status"] == "BYPASS"
+            assert moved.headers["cache-control"] == "no-store"
+        waiting = asyncio.create_task(client.get(nginx.url + f"/api/national?wait={entry}"))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # held at the origin, not answered from the cache
+        [later] = await xadd(redis, service.settings.stream, NIGHT_2024[2])
+        answer = await waiting
+        assert answer.status_code == 200 and answer.json()["seq"] == later
+        credential = await client.get(
+            nginx.url + "/api/national", headers={"Authorization": "Bearer x"}
+        )
+        assert credential.headers["x-cache-status"] == "BYPASS"

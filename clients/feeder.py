@@ -46,7 +46,8 @@ from clients.night import (
     load_night,
     plan_night,
 )
-from clients.redis_target import add_target_options, default_redis_url, non_negative
+from clients.numbers import non_negative
+from clients.redis_target import add_target_options, default_redis_url
 from service.protocol.stream import follow_primary, redact, sync_client
 
 __all__ = ["build_parser", "main", "redact"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
+from clients.numbers import non_negative
 from service.protocol.stream import embedded_url
 
-__all__ = ["DEFAULT_STREAM", "add_target_options", "default_redis_url", "env", "non_negative"]
+__all__ = ["DEFAULT_STREAM", "add_target_options", "default_redis_url", "env"]
 
 DEFAULT_STREAM = "election:events"
 DEFAULT_DATA_DIR = "./.seatcast"
@@ -30,22 +30,6 @@ def default_redis_url() -> str:
     """The embedded Redis's socket: ``unix://<SEATCAST_DATA_DIR or ./.seatcast>/redis.sock``."""
     data_dir = Path(env("SEATCAST_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
     return embedded_url(data_dir)
-
-
-def non_negative(kind: type[int] | type[float]) -> Any:
-    """An argparse type: a number of ``kind``, 0 or more."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
 
 
 def add_target_options(

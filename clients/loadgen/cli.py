@@ -21,6 +21,7 @@ from clients.loadgen.connections import LINKS
 from clients.loadgen.limits import raise_open_files_limit, require_loopback
 from clients.loadgen.publisher import load_night
 from clients.loadgen.subscribers import MIXES
+from clients.numbers import non_negative, positive
 from service.protocol.stream import redact as redact_url
 
 PROG = "seatcast-loadgen"
@@ -51,20 +52,6 @@ def url_for(url: str, transport: str) -> str:
         root = path.removesuffix("/ws") if parts.scheme == "ws" else path.removesuffix("/sse")
         return urlunsplit(("http", parts.netloc, root, "", ""))
     raise ValueError(f"--url must be ws:// or http://, not {url!r}")
-
-
-def _positive(kind: type[int] | type[float], allow_zero: bool = False) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0 or (value == 0 and not allow_zero):
-            raise argparse.ArgumentTypeError(f"must be {'0 or more' if allow_zero else 'above 0'}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,29 +115,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load = parser.add_argument_group("the load")
     load.add_argument(
-        "--clients", type=_positive(int), default=1000, help="connections (default: 1000)"
+        "--clients", type=positive(int), default=1000, help="connections (default: 1000)"
     )
     load.add_argument(
-        "--processes", type=_positive(int), default=2, help="client processes (default: 2)"
+        "--processes", type=positive(int), default=2, help="client processes (default: 2)"
     )
     load.add_argument(
         "--mix", choices=MIXES, default="national", help="subscriptions (default: national)"
     )
     load.add_argument(
         "--rate",
-        type=_positive(float, allow_zero=True),
+        type=non_negative(float),
         default=10.0,
         help="events per second; 0 = as fast as possible (default: 10)",
     )
     load.add_argument(
         "--duration",
-        type=_positive(float),
+        type=positive(float),
         default=20.0,
         help="seconds of publishing (default: 20)",
     )
     load.add_argument(
         "--events",
-        type=_positive(int),
+        type=positive(int),
         help=f"events to publish (default: rate x duration; {BURST_EVENTS} with --rate 0)",
     )
     load.add_argument("--seed", type=int, default=0, help="seed for the subscription mix")
@@ -164,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument(
         "--poll-interval",
-        type=_positive(float),
+        type=positive(float),
         default=1.0,
         help="with --transport poll: seconds between a poller's polls (default: 1)",
     )
@@ -186,30 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     bounds = parser.add_argument_group("bounds")
     bounds.add_argument(
         "--connect-concurrency",
-        type=_positive(int),
+        type=positive(int),
         default=100,
         help="handshakes in flight at once, over all processes (default: 100)",
     )
     bounds.add_argument(
         "--connect-timeout",
-        type=_positive(float),
+        type=positive(float),
         default=10.0,
         help="per connection (default: 10 s)",
     )
     bounds.add_argument(
         "--setup-timeout",
-        type=_positive(float),
+        type=positive(float),
         default=120.0,
         help="to connect and subscribe everyone (default: 120 s)",
     )
     bounds.add_argument(
         "--drain-timeout",
-        type=_positive(float),
+        type=positive(float),
         default=30.0,
         help="after the last event, to wait for deliveries (default: 30 s)",
     )
     bounds.add_argument(
-        "--timeout", type=_positive(float), default=600.0, help="for everything (default: 600 s)"
+        "--timeout", type=positive(float), default=600.0, help="for everything (default: 600 s)"
     )
     out = parser.add_argument_group("output")
     out.add_argument("--json-out", type=Path, metavar="FILE", help="write the report as JSON")

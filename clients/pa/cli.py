@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from watchfiles import awatch
 
+from clients.numbers import positive
 from clients.pa.ftp import FtpDrop, FtpMirror, FtpUrlError
 from clients.pa.ingest import Counts, Ingest
 from clients.pa.mapping import MapFileError, Mapper, read_seat_map
@@ -48,16 +49,6 @@ RedisErrors = (redis.exceptions.RedisError, OSError)
 FtpErrors = (aioftp.StatusCodeError, OSError, TimeoutError)
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -75,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--interval",
         metavar="SECONDS",
-        type=_positive,
+        type=positive(float),
         default=20.0,
         help="how often to poll the FTP drop (default: %(default)g)",
     )

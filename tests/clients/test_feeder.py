@@ -16,7 +16,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from clients.feeder import FeederError, Stopper, Writer, _Interrupted, redact
+from clients.feeder import FeederError, Stopper, Writer, _Interrupted, build_parser, redact
 from tests.clients.commands import ROOT, Run, run_module
 from tests.conftest import TIMEOUT
 
@@ -300,3 +300,11 @@ async def test_bad_options(args: list[str]) -> None:
     run = await run_feeder("--print", *args)
     assert run.code == 2
     assert "usage:" in run.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "soon"])
+def test_a_number_option_that_is_not_a_finite_number_in_range_is_refused(value: str) -> None:
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--wait", value])
+    assert exited.value.code == 2

@@ -30,7 +30,7 @@ class Grant:
 
     channels: tuple[str, ...] | None = None
     """Patterns of channels allowed; None: every channel."""
-    embargoed: bool = False
+    sees_embargoed: bool = False
     """May see embargoed data before its time."""
     subject: str | None = None
     expires: float | None = None
@@ -108,7 +108,7 @@ class Access:
         subject = claims.get("sub")
         return Grant(
             channels=None if channels is None else tuple(channels),
-            embargoed=claims.get("embargo") is True,
+            sees_embargoed=claims.get("embargo") is True,
             subject=subject if isinstance(subject, str) else None,
             expires=float(claims["exp"]),
             publish=claims.get("publish") is True,

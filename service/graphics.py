@@ -117,7 +117,7 @@ def _answer(
 
 async def national(request: Request) -> Response:
     def flatten(grant: Grant) -> Flat:
-        return flat_document(_runtime(request).hub, NATIONAL, embargoed=grant.embargoed)
+        return flat_document(_runtime(request).hub, NATIONAL, sees_embargoed=grant.sees_embargoed)
 
     return _answer(request, NATIONAL, "channel", flatten)
 

@@ -110,7 +110,7 @@ def channel_grant(request: Request, channel: str, what: str) -> Grant | Response
 
 def withheld(runtime: Runtime, channel: str, grant: Grant) -> bool:
     """The answer leaves out the embargoed exit poll (and so is tagged apart)."""
-    return channel == NATIONAL and not grant.embargoed and runtime.hub.embargo.active()
+    return channel == NATIONAL and not grant.sees_embargoed and runtime.hub.embargo.active()
 
 
 async def channel_response(request: Request, channel: str, what: str) -> Response:
@@ -151,7 +151,7 @@ def channel_answer(request: Request, runtime: Runtime, channel: str, grant: Gran
     return cached(
         request,
         seq,
-        lambda: {"seq": str(seq), "data": runtime.hub.public_state(channel, grant.embargoed)},
+        lambda: {"seq": str(seq), "data": runtime.hub.public_state(channel, grant.sees_embargoed)},
         withheld=withheld(runtime, channel, grant),
     )
 

@@ -29,7 +29,7 @@ def feed_check(
     figure that disagrees, parties in the definition's order and figures in ``FIGURES``
     order; ``agrees`` when it is empty.
     """
-    # Not views.Totals: it also sums every candidate's votes, four fifths of the work.
+    # Not totals.Totals: it also sums every candidate's votes, four fifths of the work.
     ours = {figure: dict.fromkeys(election.parties, 0) for figure in FIGURES}
     won, gained, lost = ours["seats"], ours["gains"], ours["losses"]
     for seat_id in event.constituencies:

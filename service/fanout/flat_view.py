@@ -12,14 +12,14 @@ from service.fanout.hub import Hub
 
 
 def flat_document(
-    hub: Hub, channel: str, *, embargoed: bool = False, slots: int = CANDIDATE_SLOTS
+    hub: Hub, channel: str, *, sees_embargoed: bool = False, slots: int = CANDIDATE_SLOTS
 ) -> Flat:
     """The flat keys of ``channel`` as it stands: ``national``, ``declarations`` (its latest
-    entry) or ``constituency:<id>``; ``embargoed``: may see an embargoed exit poll."""
+    entry) or ``constituency:<id>``; ``sees_embargoed``: may see an embargoed exit poll."""
     tally = hub.tally
     seq = str(tally.channel_seq(channel))
     if channel == NATIONAL:
-        return flat_national(tally.election, hub.public_state(NATIONAL, embargoed), seq)
+        return flat_national(tally.election, hub.public_state(NATIONAL, sees_embargoed), seq)
     if channel == DECLARATIONS:
         recent = tally.state(DECLARATIONS)["recent"]
         return flat_latest(tally.election, recent[-1] if recent else None, seq, slots)

@@ -294,11 +294,11 @@ class Hub:
             if c not in unknown and subscriber.allowed is not None and not subscriber.allowed(c)
         ]
         if unknown:
-            subscriber.push(messages.error("unknown_channel", f"no such channel: {_few(unknown)}"))
+            named = messages.listed(unknown)
+            subscriber.push(messages.error("unknown_channel", f"no such channel: {named}"))
         if forbidden:
-            subscriber.push(
-                messages.error("forbidden", f"your credential does not allow: {_few(forbidden)}")
-            )
+            named = messages.listed(forbidden)
+            subscriber.push(messages.error("forbidden", f"your credential does not allow: {named}"))
         for channel in request.channels:
             if channel in unknown or channel in forbidden:
                 continue
@@ -382,7 +382,3 @@ class Hub:
 
     def _hello(self) -> Outgoing:
         return messages.hello(self.tally.election.id, self.epoch, self.tally.seq)
-
-
-def _few(names: list[str]) -> str:
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

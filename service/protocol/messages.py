@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -147,3 +147,11 @@ def pong(request_id: object) -> Outgoing:
 
 def error(code: str, message: str) -> Outgoing:
     return encode({"type": "error", "code": code, "message": message})
+
+
+def listed(names: Sequence[str], most: int = 5, longest: int = 60) -> str:
+    """Names for an error message: the first ``most``, each cut to ``longest`` characters
+    (a client's channel names can be anything, and are echoed back to it)."""
+    shown = [name if len(name) <= longest else name[: longest - 1] + "…" for name in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + more

@@ -68,7 +68,7 @@ class Admission:
         subscriber = Subscriber(sink, self.queue_bytes)
         if grant.channels is not None:
             subscriber.allowed = grant.allows
-        subscriber.sees_embargoed = grant.embargoed
+        subscriber.sees_embargoed = grant.sees_embargoed
         expiry = None
         if grant.expires is not None:
             delay = max(0.0, grant.expires - time.time())

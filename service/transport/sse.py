@@ -28,7 +28,7 @@ from starlette.datastructures import Headers, QueryParams
 from service.access import AccessDenied, Grant
 from service.core.seq import ZERO, Seq
 from service.fanout.subscriber import TokenBucket
-from service.protocol.messages import Outgoing, parse_position
+from service.protocol.messages import Outgoing, listed, parse_position
 from service.protocol.requests import Subscribe
 from service.transport.admission import CATCHING_UP, Admission, token_from
 
@@ -166,9 +166,9 @@ class Streams:
             )
         known = [channel for channel in channels if hub.tally.has_channel(channel)]
         if not known:
-            return Refusal(400, "unknown_channel", f"no such channel: {', '.join(channels[:5])}")
+            return Refusal(400, "unknown_channel", f"no such channel: {listed(channels)}")
         if not any(grant.allows(channel) for channel in known):
-            denied = ", ".join(known[:5])
+            denied = listed(known)
             return Refusal(403, "forbidden", f"your credential does not allow: {denied}")
         wait = self.seconds_until_open(_client(grant, token, address))
         if wait:

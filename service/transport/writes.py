@@ -1,4 +1,5 @@
-"""Writing pre-encoded bytes straight to a connection's socket, below asyncio's buffer."""
+"""Writing pre-encoded bytes straight to a connection's socket, below asyncio's buffer:
+``write_through``, and ``DirectSink``, the base of the two transports below ASGI."""
 
 from __future__ import annotations
 

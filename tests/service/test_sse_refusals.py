@@ -212,3 +212,11 @@ async def test_a_head_request_gets_the_streams_headers_and_no_stream(
         answer = await client.head(service.http + "/sse?channels=national")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/event-stream")
+
+
+async def test_an_unknown_channel_is_named_back_cut_short(service: RunningService) -> None:
+    name = "x" * 5000
+    answer = await service.get(f"/sse?channels={name}")
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "unknown_channel"
+    assert len(answer.json()["message"]) < 100

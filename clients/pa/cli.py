@@ -91,7 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="PA constituency numbers -> definition ids, header 'number,id' (default: by name)",
     )
-    add_target_options(parser)
+    add_target_options(
+        parser,
+        wait_help=(
+            "how long to wait for Redis to answer at the start before giving up; later, "
+            "following keeps trying every second through an outage (files are written once, "
+            "so nothing is lost or doubled), and --once exits 1 on a Redis failure"
+        ),
+    )
     return parser
 
 

@@ -16,6 +16,7 @@ max-age. Other caches ignore the header. It assumes the proxy's clock and ours a
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ def matches(if_none_match: str | None, tag: str) -> bool:
     return False
 
 
+@functools.cache  # one setting: parsed once, not per answer
 def shared_lifetime(cache_control: str) -> int:
     """Seconds a shared cache may serve an answer fresh (``s-maxage``, else ``max-age``);
     0 when it may not keep it at all (or the header does not say)."""

@@ -21,6 +21,6 @@ def flat_document(
     if channel == NATIONAL:
         return flat_national(tally.election, hub.public_state(NATIONAL, sees_embargoed), seq)
     if channel == DECLARATIONS:
-        recent = tally.state(DECLARATIONS)["recent"]
+        recent = tally.declarations()["recent"]
         return flat_latest(tally.election, recent[-1] if recent else None, seq, slots)
     return flat_constituency(tally.election, tally.state(channel), seq, slots)

@@ -151,7 +151,7 @@ class Hub:
     def _embargoed_version(self, message: dict[str, Any], at: tuple[Seq, Seq]) -> Outgoing | None:
         """After a national change to the exit poll: the message for those who may not see
         it yet, or None when it is not (or no longer) embargoed."""
-        if not self.embargo.take_up(self.tally.state(NATIONAL)):
+        if not self.embargo.take_up(self.tally.national()):
             return None
         return encode({**message, "patch": without_exit_poll(message["patch"])}, at)
 
@@ -202,7 +202,7 @@ class Hub:
         self.history.clear()
         self._snapshots.clear()
         self.embargo.reset()
-        self.embargo.take_up(self.tally.state(NATIONAL))
+        self.embargo.take_up(self.tally.national())
         for subscriber, waiting in self._waiting.items():
             for channel in waiting:
                 self._by_channel.setdefault(channel, set()).add(subscriber)
@@ -226,7 +226,7 @@ class Hub:
         no client loses an entry to a restart."""
         self.history.clear()
         self._snapshots.clear()
-        self.embargo.take_up(self.tally.state(NATIONAL))
+        self.embargo.take_up(self.tally.national())
         self.publish(kept)  # nobody is subscribed yet: this only fills the history
 
     def adopt_epoch(self, epoch: Seq) -> None:

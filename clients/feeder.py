@@ -362,11 +362,13 @@ def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-def _connect(url: str) -> redis.Redis:
+def _connect(url: str, replica_timeout: float = 0.0) -> redis.Redis:
+    """A client that never retries by itself. Its read timeout outlasts a WAIT for replicas:
+    a read that timed out after the XADD took effect would be retried, and written twice."""
     try:
         return sync_client(
             url,
-            socket_timeout=SOCKET_TIMEOUT,
+            socket_timeout=SOCKET_TIMEOUT + replica_timeout,
             socket_connect_timeout=SOCKET_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
         )
@@ -634,7 +636,7 @@ def _main(argv: Sequence[str] | None) -> int:
     result = Result()
     with stopper.installed():
         try:
-            client = _connect(url)
+            client = _connect(url, args.replica_timeout if args.wait_replicas else 0.0)
             try:
                 _wait_for_redis(client, url, embedded, args.wait, stopper)
                 _prepare_stream(client, args.stream, args.append, args.reset)
